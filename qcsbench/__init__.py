@@ -1,0 +1,1 @@
+"""qcsbench: quantized compressed sensing with diffusion / score-based priors."""

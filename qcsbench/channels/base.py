@@ -1,0 +1,57 @@
+"""What happens after A: noise and quantization, and the observation model methods use."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from qcsbench.errors import ConfigError
+
+
+@dataclass
+class Measurement:
+    """y: the values a method receives (the quantizer's output levels, or +-1 for 1 bit);
+    lower, upper: the bin [l, u) each y stands for, in the units of z = A x (edges may be
+    infinite; for unquantized data l = u = y)."""
+
+    y: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    def to(self, device=None, dtype=None) -> "Measurement":
+        return Measurement(*(t.to(device=device, dtype=dtype) for t in (self.y, self.lower, self.upper)))
+
+    def select(self, index) -> "Measurement":
+        return Measurement(self.y[index], self.lower[index], self.upper[index])
+
+
+class Channel:
+    """y = Q(z + n), n ~ N(0, noise_std^2 I). Methods only see the observation model:
+
+    ``log_likelihood(meas, z, extra_var)`` = log p(y_m | z_m) when the noise variance is
+    noise_std^2 + extra_var (extra_var is the beta^2 ||a_m||^2 that QCS-SGM adds), and
+    ``grad`` its derivative in z. A method never asks how many bits there were.
+    """
+
+    name = "channel"
+
+    def __init__(self, noise_std: float):
+        if not noise_std >= 0:
+            raise ConfigError(f"noise_std={noise_std} is not allowed: the noise standard deviation must be >= 0.")
+        self.noise_std = float(noise_std)
+
+    def measure(self, z: torch.Tensor, rng) -> Measurement:
+        raise NotImplementedError
+
+    def log_likelihood(self, meas: Measurement, z: torch.Tensor, extra_var=0.0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def grad(self, meas: Measurement, z: torch.Tensor, extra_var=0.0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dequantize(self, meas: Measurement) -> torch.Tensor:
+        """A point estimate of z + n for methods that ignore quantization: the bin's level."""
+        return meas.y
+
+    def total_std(self, z: torch.Tensor, extra_var) -> torch.Tensor:
+        return (torch.as_tensor(extra_var, dtype=z.dtype, device=z.device) + self.noise_std**2).sqrt()

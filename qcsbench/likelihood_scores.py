@@ -1,0 +1,25 @@
+"""Approximations of the likelihood score grad_x log p(y | x_t) at noise level beta_t.
+
+Each is a callable ``score(x, beta) -> (B, C, H, W)`` built from a Problem; the
+annealed Langevin sampler takes any of them (QCS-SGM: diagonal, QCS-SGM+: EP).
+"""
+from __future__ import annotations
+
+from qcsbench.problem import Problem
+
+
+class DiagonalLikelihoodScore:
+    """QCS-SGM's pseudo-likelihood score (MATH.md section 3): A^T g with
+    g_m = d/dz_m log p(y_m | z_m) at noise variance sigma^2 + beta^2 ||a_m||^2, z = A x.
+    Exact for row-orthogonal A under p(x_0 | x_t) ~ p(x_t | x_0)."""
+
+    def __init__(self, problem: Problem):
+        self.operator = problem.operator
+        self.channel = problem.channel
+        self.measurement = problem.measurement
+        self.row_norms_sq = problem.operator.row_norms_sq
+
+    def __call__(self, x, beta):
+        z = self.operator.forward(x)
+        g = self.channel.grad(self.measurement, z, extra_var=beta**2 * self.row_norms_sq)
+        return self.operator.adjoint(g)

@@ -1,0 +1,26 @@
+"""The method interface: ``recover(problem, prior, rng) -> Recovery``."""
+from __future__ import annotations
+
+from qcsbench.errors import ConfigError
+from qcsbench.priors import Prior, geometric_sigmas
+from qcsbench.problem import Problem, Recovery
+
+
+class Method:
+    name = "method"
+
+    def recover(self, problem: Problem, prior: Prior, rng) -> Recovery:
+        raise NotImplementedError
+
+
+def noise_ladder(prior: Prior, sigma_max=None, sigma_min=None, num_levels=None):
+    """The prior's own ladder unless the method config overrides part of it (then geometric)."""
+    if sigma_max is None and sigma_min is None and num_levels is None:
+        return prior.sigmas
+    sigma_max = float(prior.sigmas[0]) if sigma_max is None else sigma_max
+    sigma_min = float(prior.sigmas[-1]) if sigma_min is None else sigma_min
+    num_levels = len(prior.sigmas) if num_levels is None else num_levels
+    if not (sigma_max > sigma_min > 0 and int(num_levels) >= 1):
+        raise ConfigError(f"method ladder sigma_max={sigma_max}, sigma_min={sigma_min}, num_levels={num_levels} "
+                          "is not allowed: use sigma_max > sigma_min > 0 and num_levels >= 1.")
+    return geometric_sigmas(sigma_max, sigma_min, num_levels)

@@ -1,0 +1,91 @@
+"""The sensing operator interface: A maps images (B, C, H, W) to measurements (B, M)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from qcsbench.errors import ConfigError
+
+
+def check_m(m: int, n: int, max_m: int, name: str) -> None:
+    """Stop before any compute when the number of measurements cannot work."""
+    if not isinstance(m, int) or m < 1 or m > max_m:
+        raise ConfigError(
+            f"m={m} is not allowed for operator={name}: use an integer from 1 to {max_m} (N = {n} pixels)."
+        )
+
+
+class Operator:
+    """A linear map A: R^N -> R^M on images of shape (C, H, W), N = C*H*W.
+
+    Subclasses implement ``forward``, ``adjoint`` and ``row_norms_sq``; the
+    eigendecomposition of A A^T (needed by expectation propagation) is computed
+    once, on first use, and cached.
+    """
+
+    name = "operator"
+
+    def __init__(self, shape, m: int):
+        self.shape = tuple(int(s) for s in shape)
+        self.n = math.prod(self.shape)
+        self.m = int(m)
+        self._gram_eig = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def row_norms_sq(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to(self, device=None, dtype=None) -> "Operator":
+        raise NotImplementedError
+
+    def matrix(self) -> torch.Tensor:
+        """The dense M x N matrix (for tests and small problems): A applied to the identity."""
+        eye = torch.eye(self.n, dtype=self.row_norms_sq.dtype, device=self.row_norms_sq.device)
+        return self.forward(eye.view(self.n, *self.shape)).T.contiguous()
+
+    def gram_eig(self):
+        """(d, U) with A A^T = U diag(d) U^T, d ascending; computed in float64 once and cached."""
+        if self._gram_eig is None:
+            a = self.matrix().double()
+            d, u = torch.linalg.eigh(a @ a.T)
+            dtype = self.row_norms_sq.dtype
+            self._gram_eig = (d.clamp_min(0).to(dtype), u.to(dtype))
+        return self._gram_eig
+
+
+class DenseOperator(Operator):
+    """An explicit M x N matrix."""
+
+    def __init__(self, matrix: torch.Tensor, shape, name: str = "dense"):
+        super().__init__(shape, matrix.shape[0])
+        if matrix.shape[1] != self.n:
+            raise ValueError(f"matrix has {matrix.shape[1]} columns, images have {self.n} pixels")
+        self.name = name
+        self.a = matrix
+        self._row_norms_sq = (matrix.double() ** 2).sum(1).to(matrix.dtype)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1) @ self.a.T
+
+    def adjoint(self, y):
+        return (y @ self.a).view(y.shape[0], *self.shape)
+
+    @property
+    def row_norms_sq(self):
+        return self._row_norms_sq
+
+    def matrix(self):
+        return self.a
+
+    def to(self, device=None, dtype=None):
+        out = DenseOperator(self.a.to(device=device, dtype=dtype), self.shape, self.name)
+        if self._gram_eig is not None:
+            out._gram_eig = tuple(t.to(device=device, dtype=dtype) for t in self._gram_eig)
+        return out

@@ -1,0 +1,37 @@
+"""What a method is given: the operator, the channel and the measurement, never the truth."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from qcsbench.channels import Channel, Measurement
+from qcsbench.operators import Operator
+
+
+@dataclass
+class Problem:
+    operator: Operator
+    channel: Channel
+    measurement: Measurement
+
+    @property
+    def shape(self) -> tuple:
+        return self.operator.shape
+
+    @property
+    def batch_size(self) -> int:
+        return self.measurement.y.shape[0]
+
+    def back_projection(self) -> torch.Tensor:
+        """A^T y: what the measurements say before any prior."""
+        return self.operator.adjoint(self.channel.dequantize(self.measurement))
+
+
+@dataclass
+class Recovery:
+    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers."""
+
+    x_hat: torch.Tensor
+    nfe: int
+    info: dict = field(default_factory=dict)

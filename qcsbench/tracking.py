@@ -1,0 +1,135 @@
+"""Where a run's results go: its own folder (always) and Weights & Biases (``logger=wandb``).
+
+Every file is written to a temporary name and renamed into place, so a killed run
+never leaves a half-written result.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(file_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path, data) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path, rows: list[dict]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
+def save_tensors(path, tensors: dict) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+
+
+def finite_or_none(value):
+    """A JSON-safe number: NaN and Inf become null, never a number that is not one."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def tile(images: torch.Tensor, ncol: int, pad: int = 1) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] -> one (rows*H, ncol*W, C) uint8 array, white gaps between images."""
+    b, c, h, w = images.shape
+    nrow = math.ceil(b / ncol)
+    out = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), dtype=np.float64)
+    imgs = images.detach().cpu().double().nan_to_num(0.0).clamp(0, 1).numpy().transpose(0, 2, 3, 1)
+    for i in range(b):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        out[top:top + h, left:left + w] = imgs[i]
+    return (out * 255).round().astype(np.uint8)
+
+
+def minmax(images: torch.Tensor) -> torch.Tensor:
+    """Each image stretched to [0, 1], for showing A^T y whose scale is arbitrary."""
+    flat = images.reshape(images.shape[0], -1)
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(images)
+
+
+def save_grid(path, panels: list[torch.Tensor], scale: int = 2) -> Path:
+    """Panels side by side (truth | back-projection | recovery), each a square-ish tile of the images."""
+    ncol = math.ceil(math.sqrt(panels[0].shape[0]))
+    tiles = [tile(p, ncol) for p in panels]
+    gap = np.full((tiles[0].shape[0], 4, tiles[0].shape[2]), 128, dtype=np.uint8)
+    parts = []
+    for t in tiles:
+        parts += [t, gap]
+    arr = np.concatenate(parts[:-1], axis=1)
+    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+class NullLogger:
+    """``logger=none``: the run folder only."""
+
+    def start(self, config: dict, run_dir: Path) -> None:
+        pass
+
+    def log_results(self, metrics: dict, per_image: list[dict], grid_path: Path) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbLogger:
+    """One W&B run per experiment. Offline unless ``mode=online`` or WANDB_MODE says otherwise;
+    an offline run lives in <run_dir>/wandb and is uploaded later with ``wandb sync``."""
+
+    def __init__(self, project: str = "qcsbench", entity: str | None = None, mode: str = "offline",
+                 group: str | None = None, tags=(), name: str | None = None):
+        self.settings = dict(project=project, entity=entity, mode=mode, group=group, tags=list(tags or []), name=name)
+        self.run = None
+
+    def start(self, config, run_dir):
+        import wandb
+
+        self.run = wandb.init(config=config, dir=str(run_dir), reinit="finish_previous", **self.settings)
+
+    def log_results(self, metrics, per_image, grid_path):
+        import wandb
+
+        columns = list(per_image[0]) if per_image else []
+        table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in per_image])
+        self.run.log({"per_image": table, "grid": wandb.Image(str(grid_path))})
+        self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+
+    def finish(self, exit_code=0):
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None

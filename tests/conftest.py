@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# A small mixture fitted on 1,000 digits keeps every end-to-end test fast; the sampler
+# ladder is shortened, the rest is the default experiment.
+TINY = [
+    "prior.n_components=4", "prior.max_train=1000", "prior.max_iter=50",
+    "method.num_levels=60", "method.steps_per_level=3", "method.progress=false",
+    "num_images=4", "batch_size=4", "logger=none",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One prior cache for the whole session, so each tiny mixture is fitted once."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["QCSBENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture
+def make_cfg(cache_dir):
+    def make(*overrides):
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    return make
+
+
+def run_cli(*args, cwd=ROOT, env=None, timeout=600):
+    """Run ``python run.py ARGS`` as a user would; returns the CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
