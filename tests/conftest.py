@@ -13,8 +13,8 @@ CONFIGS = ROOT / "configs"
 # A small mixture fitted on 1,000 digits keeps every end-to-end test fast; the sampler
 # ladder is shortened, the rest is the default experiment.
 TINY = [
-    "prior.n_components=4", "prior.max_train=1000", "prior.max_iter=50",
-    "method.num_levels=60", "method.steps_per_level=3", "method.progress=false",
+    "prior.n_components=10", "prior.max_train=1000", "prior.max_iter=50",
+    "method.num_levels=100", "method.steps_per_level=3", "method.progress=false",
     "num_images=4", "batch_size=4", "logger=none",
 ]
 

@@ -16,7 +16,7 @@ class QCSSGM(Method):
 
     name = "qcs_sgm"
 
-    def __init__(self, name="qcs_sgm", step_lr=2e-4, steps_per_level=5, gamma=1.0, weighting="plain", sigma_max=None,
+    def __init__(self, name="qcs_sgm", step_lr=5e-5, steps_per_level=5, gamma=1.0, weighting="plain", sigma_max=None,
                  sigma_min=None, num_levels=None, report_previous=False, final_denoise=False, progress=True):
         if weighting not in WEIGHTINGS:
             raise ConfigError(f"method.weighting={weighting!r} is not allowed: use one of {', '.join(WEIGHTINGS)}.")

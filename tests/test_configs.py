@@ -1,0 +1,41 @@
+"""Every config file composes, and the ones that need no files on disk instantiate."""
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONFIGS
+
+GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
+EXPERIMENTS = [p.stem for p in sorted((CONFIGS / "experiment").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_option_composes(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert cfg[group]["_target_"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes(make_cfg, name):
+    cfg = make_cfg(f"+experiment={name}")
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_the_documented_override_line_composes_and_builds(make_cfg):
+    cfg = make_cfg("method=qcs_sgm", "bits=2", "m=400", "operator=ill_conditioned", "operator.kappa=1000")
+    assert cfg.quantizer.bits == 2 and cfg.operator.kappa == 1000
+    op = instantiate(cfg.operator, shape=[1, 28, 28], m=cfg.m)
+    assert op.m == 400 and op.name == "ill_conditioned"
+    assert instantiate(cfg.quantizer).bits == 2
+    assert instantiate(cfg.method).name == "qcs_sgm"
+
+
+def test_defaults_are_the_qcs_sgm_mnist_setting(make_cfg):
+    cfg = make_cfg()
+    assert (cfg.bits, cfg.m, cfg.noise_std) == (1, 200, 0.05)
+    assert cfg.operator._target_.endswith("gaussian") and cfg.dataset._target_.endswith("embedded_mnist")
+    assert cfg.device == "auto" and cfg.logger.mode in ("offline", "online", "disabled")
