@@ -2,6 +2,8 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from qcsbench.errors import ConfigError
 
@@ -13,6 +15,8 @@ def main(cfg):
     try:
         return run(cfg)
     except ConfigError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the launcher marks this job failed and carries on with the others
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +21,7 @@ from qcsbench import metrics, tracking
 from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
+from qcsbench.store import ResultStore, result_key
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,25 @@ def run_dir_of(cfg) -> Path:
     return Path(cfg.get("run_dir") or ".")
 
 
-def summarize(per_image: list[dict], nfe: int, seconds: float, cfg) -> dict:
-    ok = [row for row in per_image if row["status"] == "ok"]
-    out = dict(num_images=len(per_image), num_diverged=len(per_image) - len(ok), nfe=nfe,
-               seconds=seconds, seconds_per_image=seconds / max(len(per_image), 1),
+def job_identity(cfg) -> dict:
+    """W&B name, group and tags of this job: named from its overrides, grouped by its sweep."""
+    tags = [f"method={cfg.method.get('name')}", f"bits={cfg.get('bits')}", f"m={cfg.m}",
+            f"operator={str(cfg.operator._target_).rsplit('.', 1)[-1]}"]
+    name, group = f"{cfg.method.get('name')}-{cfg.get('bits')}bit-m{cfg.m}", None
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        if hc.job.override_dirname:
+            name = hc.job.override_dirname
+        if hc.mode == RunMode.MULTIRUN:
+            group = Path(hc.sweep.dir).as_posix().replace("/", "_").strip("_")
+    return dict(name=name, group=group, tags=tags)
+
+
+def summarize(records: list[dict], seconds: float, cfg) -> dict:
+    rows = [r["row"] for r in records]
+    ok = [row for row in rows if row["status"] == "ok"]
+    out = dict(num_images=len(rows), num_diverged=len(rows) - len(ok), nfe=max(r["nfe"] for r in records),
+               seconds=seconds, seconds_per_image=seconds / max(len(rows), 1),
                method=cfg.method.get("name", str(cfg.method._target_)), bits=cfg.get("bits"), m=cfg.m,
                noise_std=cfg.noise_std, seed=cfg.seed)
     for name in metrics.NAMES:
@@ -79,6 +96,43 @@ def summarize(per_image: list[dict], nfe: int, seconds: float, cfg) -> dict:
         out[f"{name}_mean"] = tracking.finite_or_none(values.mean()) if len(values) else None
         out[f"{name}_std"] = tracking.finite_or_none(values.std()) if len(values) else None
     return out
+
+
+def recover_batch(indices, test_set, operator, channel, method, prior, cfg, device) -> list[dict]:
+    """Measure and recover one batch; one record per image (metrics row, recovery, A^T y, cost)."""
+    x = test_set.batch(indices).to(device)
+    measurement = channel.measure(operator.forward(x), ImageRandom(cfg.seed, indices, MEASUREMENT, device))
+    problem = Problem(operator, channel, measurement)
+    tic = time.perf_counter()
+    result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - tic) / len(indices)
+    scores = metrics.evaluate(result.x_hat, x)
+    back = problem.back_projection().cpu()
+    records = []
+    for j, index in enumerate(indices):
+        finite = bool(torch.isfinite(result.x_hat[j]).all()) and all(
+            bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
+        row = dict(index=index, status="ok" if finite else "diverged")
+        row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
+        records.append(dict(index=index, row=row, recon=result.x_hat[j].cpu(), back_projection=back[j],
+                            nfe=result.nfe, seconds=seconds))
+    log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
+    return records
+
+
+def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -> Path:
+    """The run folder's files; metrics.json last, so its presence means the run finished."""
+    truth = test_set.batch([r["index"] for r in records])
+    recon = torch.stack([r["recon"] for r in records])
+    back = torch.stack([r["back_projection"] for r in records])
+    tracking.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
+    tracking.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
+                                                     indices=torch.tensor([r["index"] for r in records])))
+    grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon])
+    tracking.write_json(run_dir / "metrics.json", summary)
+    return grid
 
 
 def run(cfg: DictConfig) -> dict:
@@ -93,53 +147,40 @@ def run(cfg: DictConfig) -> dict:
     method = instantiate(cfg.method)
     logger = instantiate(cfg.logger)
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    prior = instantiate(cfg.prior)
-    if tuple(prior.shape) != tuple(test_set.shape):
-        raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
-                          f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
-    operator, prior = operator.to(device, torch.float32), prior.to(device, torch.float32)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(cfg)) if cfg.resume else None
+    records = store.load(range(num_images)) if store else {}
+    todo = [i for i in range(num_images) if i not in records]
+    prior = None
+    if todo:  # a run whose every image is already in the store needs no prior at all
+        prior = instantiate(cfg.prior)
+        if tuple(prior.shape) != tuple(test_set.shape):
+            raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
+                              f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
+        operator, prior = operator.to(device, torch.float32), prior.to(device, torch.float32)
+    if records:
+        log.info("%d of %d images are already finished in %s; recovering the other %d",
+                 len(records), num_images, store.dir, len(todo))
     tracking.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    logger.start(config, run_dir)
+    logger.start(OmegaConf.to_container(cfg, resolve=True), run_dir, run_id=store.id if store else None,
+                 **job_identity(cfg))
     exit_code = 1
     try:
-        truth, recon, back, per_image = [], [], [], []
-        nfe, seconds = 0, 0.0
-        for start in range(0, num_images, batch_size):
-            indices = list(range(start, min(start + batch_size, num_images)))
-            x = test_set.batch(indices).to(device)
-            measurement = channel.measure(operator.forward(x), ImageRandom(cfg.seed, indices, MEASUREMENT, device))
-            problem = Problem(operator, channel, measurement)
-            tic = time.perf_counter()
-            result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds += time.perf_counter() - tic
-            nfe = result.nfe
-            scores = metrics.evaluate(result.x_hat, x)
-            for j, index in enumerate(indices):
-                finite = bool(torch.isfinite(result.x_hat[j]).all()) and all(
-                    bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
-                row = dict(index=index, status="ok" if finite else "diverged")
-                row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
-                per_image.append(row)
-            truth.append(x.cpu())
-            recon.append(result.x_hat.cpu())
-            back.append(problem.back_projection().cpu())
-            log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
-        truth, recon, back = torch.cat(truth), torch.cat(recon), torch.cat(back)
-        summary = summarize(per_image, nfe, seconds, cfg)
-        summary["seconds_total"] = time.perf_counter() - started
+        for start in range(0, len(todo), batch_size):
+            for record in recover_batch(todo[start:start + batch_size], test_set, operator, channel, method,
+                                        prior, cfg, device):
+                records[record["index"]] = record
+                if store:
+                    store.save(record)
+        ordered = [records[i] for i in range(num_images)]
+        summary = summarize(ordered, sum(r["seconds"] for r in ordered), cfg)
+        summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
+                       result_id=store.id if store else None)
         if summary["num_diverged"]:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)
-        tracking.write_csv(run_dir / "per_image.csv", per_image)
-        tracking.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
-                                                         indices=torch.arange(num_images)))
-        grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon])
-        tracking.write_json(run_dir / "metrics.json", summary)  # last: its presence means the run finished
-        logger.log_results(summary, per_image, grid)
+        grid = write_results(run_dir, ordered, summary, test_set)
+        logger.log_results(summary, [r["row"] for r in ordered], grid)
         exit_code = 0
         log.info("psnr %.2f dB, ssim %.3f over %d images; results in %s", summary["psnr_mean"] or float("nan"),
                  summary["ssim_mean"] or float("nan"), num_images, run_dir)

@@ -97,7 +97,7 @@ def save_grid(path, panels: list[torch.Tensor], scale: int = 2) -> Path:
 class NullLogger:
     """``logger=none``: the run folder only."""
 
-    def start(self, config: dict, run_dir: Path) -> None:
+    def start(self, config: dict, run_dir: Path, run_id=None, name=None, group=None, tags=()) -> None:
         pass
 
     def log_results(self, metrics: dict, per_image: list[dict], grid_path: Path) -> None:
@@ -108,18 +108,27 @@ class NullLogger:
 
 
 class WandbLogger:
-    """One W&B run per experiment. Offline unless ``mode=online`` or WANDB_MODE says otherwise;
-    an offline run lives in <run_dir>/wandb and is uploaded later with ``wandb sync``."""
+    """One W&B run per job. Offline unless ``mode=online`` or WANDB_MODE says otherwise; an
+    offline run lives in <run_dir>/wandb and is uploaded later with ``wandb sync``.
+
+    The runner passes the run id (derived from the settings the results depend on, so a
+    re-run or requeued job continues its W&B run instead of starting a duplicate), a name
+    from the job's overrides, the sweep as group and method/bits/m/operator tags; values
+    set in the logger config win over those."""
 
     def __init__(self, project: str = "qcsbench", entity: str | None = None, mode: str = "offline",
                  group: str | None = None, tags=(), name: str | None = None):
-        self.settings = dict(project=project, entity=entity, mode=mode, group=group, tags=list(tags or []), name=name)
+        self.settings = dict(project=project, entity=entity, mode=mode)
+        self.chosen = dict(group=group, name=name, tags=list(tags or []))
         self.run = None
 
-    def start(self, config, run_dir):
+    def start(self, config, run_dir, run_id=None, name=None, group=None, tags=()):
         import wandb
 
-        self.run = wandb.init(config=config, dir=str(run_dir), reinit="finish_previous", **self.settings)
+        self.run = wandb.init(config=config, dir=str(run_dir), reinit="finish_previous", id=run_id,
+                              resume="allow" if run_id else None, name=self.chosen["name"] or name,
+                              group=self.chosen["group"] or group, tags=list(tags) + self.chosen["tags"],
+                              **self.settings)
 
     def log_results(self, metrics, per_image, grid_path):
         import wandb

@@ -28,10 +28,11 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def make_cfg(cache_dir):
+def make_cfg(cache_dir, tmp_path):
+    """Compose the config as run.py would; finished results go to this test's own folder."""
     def make(*overrides):
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            return compose("config", overrides=[f"results_dir={tmp_path / 'results'}", *overrides])
     return make
 
 

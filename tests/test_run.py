@@ -29,7 +29,8 @@ def mean_image_psnr(num_images):
 def cli_run(tmp_path_factory, cache_dir):
     """One run of run.py with W&B in offline mode, shared by the tests that read its files."""
     out = tmp_path_factory.mktemp("run")
-    args = [a for a in TINY if not a.startswith("logger=")] + ["logger=wandb", f"hydra.run.dir={out}"]
+    args = [a for a in TINY if not a.startswith("logger=")] + ["logger=wandb", f"hydra.run.dir={out}",
+                                                               f"results_dir={out / 'results'}"]
     proc = run_cli(*args, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -67,7 +68,9 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     assert len(runs) == 1
     summary = json.loads((cli_run / "metrics.json").read_text())
     record = open(glob.glob(runs[0] + "/run-*.wandb")[0], "rb").read()
-    assert b"psnr_mean" in record and b"qcs_sgm-1bit-m200" in record  # summary key and run name
+    assert b"psnr_mean" in record and b"logger=wandb,method.num_levels=100" in record  # summary key, name from overrides
+    assert b"method=qcs_sgm" in record and b"operator=gaussian" in record  # tags
+    assert runs[0].endswith(summary["result_id"])  # the run id is the result id
     table = json.loads(open(glob.glob(runs[0] + "/files/media/table/per_image*.json")[0]).read())
     psnr_col = table["columns"].index("psnr")
     assert sum(row[psnr_col] for row in table["data"]) / 4 == pytest.approx(summary["psnr_mean"])
@@ -77,7 +80,8 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
 def test_results_do_not_depend_on_the_batch_size(make_cfg, tmp_path):
     runs = {}
     for b in (3, 1):
-        cfg = make_cfg(*TINY, "num_images=3", f"batch_size={b}", "method.num_levels=20", f"+run_dir={tmp_path / str(b)}")
+        cfg = make_cfg(*TINY, "num_images=3", f"batch_size={b}", "method.num_levels=20", "resume=false",
+                       f"+run_dir={tmp_path / str(b)}")
         run(cfg)
         runs[b] = torch.load(tmp_path / str(b) / "recon.pt")["recon"]
     assert torch.allclose(runs[3], runs[1], atol=1e-4)
