@@ -223,6 +223,7 @@ def test_run_py_qcs_sgm_plus_end_to_end(cache_dir, tmp_path, bits):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["method"] == "qcs_sgm_plus" and summary["num_images"] == 4 and summary["num_diverged"] == 0
-    # a broken likelihood (or none) leaves a prior sample: about 10 dB on these digits
-    assert summary["psnr_mean"] > 14.0, summary
+    # measured on this tiny problem: without a likelihood (gamma = 0) 9.5 dB, with EP 11.6 dB
+    # (1 bit) and 12.6 dB (2 bits); step_lr = 2e-4 diverges here, as on the full preset
+    assert summary["psnr_mean"] > 11.0, summary
     assert (out / "per_image.csv").exists() and (out / "grid.png").exists()
