@@ -49,6 +49,15 @@ class Channel:
     def grad(self, meas: Measurement, z: torch.Tensor, extra_var=0.0) -> torch.Tensor:
         raise NotImplementedError
 
+    def tilted_moments(self, meas: Measurement, offset: torch.Tensor, mean, var):
+        """Mean and variance of v ~ N(mean, var) once we know that offset + v produced y.
+
+        For expectation propagation (MATH.md section 4): v = z + n - A x_t already carries
+        the channel's Gaussian noise, so what is left of the observation is the bare
+        quantizer (the bin [l, u) of offset + v) or, without quantization, offset + v = y.
+        """
+        raise NotImplementedError
+
     def dequantize(self, meas: Measurement) -> torch.Tensor:
         """A point estimate of z + n for methods that ignore quantization: the bin's level."""
         return meas.y

@@ -60,3 +60,41 @@ def interval_grad_reference(a, b, s, one_bit: bool):
     p = p.clamp(1e-6, 1 - 1e-6) if one_bit else p.clamp_min(1e-6)
     num = torch.exp(log_normal_pdf(a)) - torch.exp(log_normal_pdf(b))
     return num / (s * p)
+
+
+def truncated_normal_moments(mean: torch.Tensor, var: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor):
+    """Mean and variance of N(mean, var) restricted to [lower, upper) (edges may be infinite).
+
+    With a = (l - mean)/s, b = (u - mean)/s and P = Phi(b) - Phi(a):
+        mean + s (phi(a) - phi(b)) / P,     var [1 + (a phi(a) - b phi(b)) / P - ((phi(a) - phi(b)) / P)^2].
+    The ratios are formed in log space (a bin 30 standard deviations out still has finite
+    ratios), and the whole computation runs in float64: the variance is a difference of
+    terms of size a^2 whose result is of size 1/a^2 in a far one-sided tail, which float32
+    cannot resolve past a few standard deviations. Truncating a normal never increases
+    its variance, so rounding is clamped to [0, var].
+    """
+    dtype = torch.promote_types(mean.dtype, var.dtype)
+    mean, var, lower, upper = (t.double() for t in torch.broadcast_tensors(mean, var, lower, upper))
+    s = var.sqrt()
+    a, b = (lower - mean) / s, (upper - mean) / s
+    log_p = log_interval_prob(a, b)
+    sign, log_num = log_pdf_difference(a, b)
+    ratio = sign * torch.exp(log_num - log_p)  # (phi(a) - phi(b)) / P
+    # t phi(t) / P, which is 0 at an infinite edge (where the product would read inf * 0)
+    edge_a = torch.where(torch.isinf(a), 0.0, a * torch.exp(log_normal_pdf(a) - log_p))
+    edge_b = torch.where(torch.isinf(b), 0.0, b * torch.exp(log_normal_pdf(b) - log_p))
+    shrink = (1.0 + edge_a - edge_b - ratio * ratio).clamp(0.0, 1.0)
+    return (mean + s * ratio).to(dtype), (var * shrink).to(dtype)
+
+
+def one_sided_moments(mean: torch.Tensor, var: torch.Tensor, edge: torch.Tensor, side: torch.Tensor):
+    """truncated_normal_moments for the one-sided bin [edge, inf) (side = +1) or (-inf, edge) (side = -1),
+    with fewer operations (1 bit is the hot path of EP): with k = side (mean - edge) / s and the
+    Mills ratio r = phi(k) / Phi(k), the mean is mean + side s r and the variance var (1 - r (k + r))."""
+    dtype = torch.promote_types(mean.dtype, var.dtype)
+    mean, var, edge, side = (t.double() for t in (mean, var, edge, side))
+    s = var.sqrt()
+    k = side * (mean - edge) / s
+    r = torch.exp(log_normal_pdf(k) - torch.special.log_ndtr(k))
+    shrink = (1.0 - r * (k + r)).clamp(0.0, 1.0)
+    return (mean + side * s * r).to(dtype), (var * shrink).to(dtype)

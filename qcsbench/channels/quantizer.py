@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from qcsbench.channels.base import Channel, Measurement
-from qcsbench.channels.interval import interval_grad, interval_grad_reference, log_interval_prob
+from qcsbench.channels.interval import (interval_grad, interval_grad_reference, log_interval_prob,
+                                       one_sided_moments, truncated_normal_moments)
 from qcsbench.errors import ConfigError
 
 RANGES = ("image", "batch")
@@ -74,6 +75,14 @@ class UniformQuantizer(Channel):
             return interval_grad_reference(a, b, s, one_bit=self.bits == 1)
         return interval_grad(a, b, s)
 
+    def tilted_moments(self, meas, offset, mean, var):
+        # offset + v fell in [l, u): v is the normal truncated to [l - offset, u - offset)
+        if self.bits == 1:  # both bins are half-lines: the same moments with a quarter of the work
+            # y = +-1 is the side; the finite edge is 0, or -d with dither
+            edge = torch.where(meas.y > 0, meas.lower, meas.upper) - offset
+            return one_sided_moments(mean, var, edge, meas.y)
+        return truncated_normal_moments(mean, var, meas.lower - offset, meas.upper - offset)
+
 
 class GaussianNoise(Channel):
     """No quantization: y = z + n, linear compressed sensing."""
@@ -92,3 +101,8 @@ class GaussianNoise(Channel):
     def grad(self, meas, z, extra_var=0.0):
         s = self.total_std(z, extra_var)
         return (meas.y - z) / (s * s)
+
+    def tilted_moments(self, meas, offset, mean, var):
+        # offset + v = y pins v exactly: a point mass, variance 0 (EP then has a closed form)
+        v = meas.y - offset
+        return v, torch.zeros_like(v)
