@@ -21,7 +21,7 @@ from qcsbench import metrics, tracking
 from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
-from qcsbench.store import ResultStore, result_key
+from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_key
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,11 @@ def run(cfg: DictConfig) -> dict:
     method = instantiate(cfg.method)
     logger = instantiate(cfg.logger)
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(cfg)) if cfg.resume else None
+    key = result_key(cfg)
+    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), key) if cfg.resume else None
     records = store.load(range(num_images)) if store else {}
-    todo = [i for i in range(num_images) if i not in records]
+    batches = batches_to_run(num_images, batch_size, records, batch_coupled(key))
+    todo = [i for b in batches for i in b]
     prior = None
     if todo:  # a run whose every image is already in the store needs no prior at all
         prior = instantiate(cfg.prior)
@@ -158,7 +160,7 @@ def run(cfg: DictConfig) -> dict:
                               f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
         operator, prior = operator.to(device, torch.float32), prior.to(device, torch.float32)
     if records:
-        log.info("%d of %d images are already finished in %s; recovering the other %d",
+        log.info("%d of %d images are already finished in %s; recovering %d",
                  len(records), num_images, store.dir, len(todo))
     tracking.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -166,9 +168,8 @@ def run(cfg: DictConfig) -> dict:
                  **job_identity(cfg))
     exit_code = 1
     try:
-        for start in range(0, len(todo), batch_size):
-            for record in recover_batch(todo[start:start + batch_size], test_set, operator, channel, method,
-                                        prior, cfg, device):
+        for batch in batches:
+            for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
                 records[record["index"]] = record
                 if store:
                     store.save(record)

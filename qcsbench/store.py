@@ -27,11 +27,26 @@ def result_key(cfg) -> dict:
     key = {k: v for k, v in full.items() if k not in IGNORED}
     key.get("method", {}).pop("progress", None)
     key.get("prior", {}).pop("cache_dir", None)
-    batch_coupled = (key.get("quantizer", {}).get("range") == "batch"
-                     or key.get("method", {}).get("weighting") == "norm_ratio_batch")
-    if batch_coupled:  # the reference behaviours couple the images of a batch
+    if batch_coupled(key):
         key["batch_size"] = full["batch_size"]
     return key
+
+
+def batch_coupled(key: dict) -> bool:
+    """The reference behaviours that make an image's result depend on the rest of its batch."""
+    return (key.get("quantizer", {}).get("range") == "batch"
+            or key.get("method", {}).get("weighting") == "norm_ratio_batch")
+
+
+def batches_to_run(num_images: int, batch_size: int, done, coupled: bool) -> list[list[int]]:
+    """The batches still to recover. Independent images: the missing ones, packed into full
+    batches. Coupled images: every batch of the original split that misses any image, whole,
+    so a resumed result is the one an uninterrupted run would have given."""
+    if coupled:
+        batches = [list(range(s, min(s + batch_size, num_images))) for s in range(0, num_images, batch_size)]
+        return [b for b in batches if any(i not in done for i in b)]
+    todo = [i for i in range(num_images) if i not in done]
+    return [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
 
 
 def digest(key: dict) -> str:

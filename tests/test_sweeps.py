@@ -1,0 +1,143 @@
+"""Sweeps the way researchers run them: local multirun grids, a real SLURM cluster, resume."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+from qcsbench import aggregate
+
+# Tiny jobs: a small mixture prior and a short ladder; the grid is method x bits.
+JOB = ["prior.n_components=10", "prior.max_train=1000", "prior.max_iter=50", "method.num_levels=20",
+       "method.steps_per_level=2", "method.progress=false", "num_images=2", "batch_size=2"]
+GRID = ["method=qcs_sgm,qcs_sgm_plus", "bits=1,2"]
+
+
+def sweep(sweep_dir, *extra, env=None):
+    proc = run_cli("-m", *JOB, *GRID, f"hydra.sweep.dir={sweep_dir}", f"results_dir={sweep_dir.parent / 'results'}",
+                   *extra, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def job_metrics(sweep_dir):
+    out = {}
+    for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
+        overrides = aggregate.parse_overrides(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        out[(overrides["method"], overrides["bits"])] = json.loads((job / "metrics.json").read_text())
+    return out
+
+
+def check_aggregate(sweep_dir, metrics):
+    result = aggregate.aggregate([sweep_dir])
+    assert len(result["runs"]) == 4 and all(r["status"] == "finished" for r in result["runs"])
+    for run in result["runs"]:
+        expected = metrics[(run["overrides"]["method"], run["overrides"]["bits"])]
+        assert run["psnr_mean"] == expected["psnr_mean"] and run["ssim_std"] == expected["ssim_std"]
+        assert f"{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f} dB" in result["table"]
+    lines = [line for line in result["table"].splitlines() if line.startswith("| qcs_sgm")]
+    assert len(lines) == 2 and "bits=1" in result["table"] and "bits=2" in result["table"]
+    assert (Path(sweep_dir) / "runs.csv").is_file() and (Path(sweep_dir) / "psnr_vs_bits.png").is_file()
+
+
+def test_local_grid_aggregate_and_resume(tmp_path, cache_dir):
+    sweep_dir = tmp_path / "sweep"
+    sweep(sweep_dir, "logger=none")
+    metrics = job_metrics(sweep_dir)
+    assert len(metrics) == 4 and all(m["num_images"] == 2 and m["num_resumed"] == 0 for m in metrics.values())
+    check_aggregate(sweep_dir, metrics)
+
+    # Kill part of the work: one job lost its results entirely, another lost one image.
+    store = tmp_path / "results"
+    lost_job = metrics[("qcs_sgm", "2")]["result_id"]
+    shutil.rmtree(store / lost_job)
+    lost_image = store / metrics[("qcs_sgm_plus", "1")]["result_id"] / "images" / "000001.pt"
+    lost_image.unlink()
+    kept = store / metrics[("qcs_sgm", "1")]["result_id"] / "images" / "000000.pt"
+    kept_mtime = kept.stat().st_mtime_ns
+
+    again = tmp_path / "again"  # the same command, a new sweep folder
+    sweep(again, "logger=none")
+    redone = job_metrics(again)
+    assert redone[("qcs_sgm", "2")]["num_resumed"] == 0
+    # qcs_sgm_plus weights by norms over the batch (the reference): its batch is redone whole
+    assert redone[("qcs_sgm_plus", "1")]["num_resumed"] == 0
+    assert redone[("qcs_sgm", "1")]["num_resumed"] == 2 and redone[("qcs_sgm_plus", "2")]["num_resumed"] == 2
+    assert kept.stat().st_mtime_ns == kept_mtime  # finished work was not recomputed
+    for key, m in metrics.items():  # and per-image seeds make the recomputed numbers identical
+        assert redone[key]["psnr_mean"] == pytest.approx(m["psnr_mean"], abs=1e-3)
+
+
+def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli("-m", *JOB, "logger=none", "bits=1,0", f"hydra.sweep.dir={sweep_dir}",
+                   f"results_dir={tmp_path / 'results'}")
+    assert proc.returncode != 0 and "bits=0 is not allowed" in proc.stderr
+    runs = aggregate.find_runs([sweep_dir])
+    assert sorted(r["status"] for r in runs) == ["failed", "finished"]
+    assert "**failed**" in aggregate.markdown_table(runs)
+
+
+def wandb_records(sweep_dir):
+    out = {}
+    for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
+        (run,) = (job / "wandb").glob("offline-run-*")
+        out[job.name] = (run.name.rsplit("-", 1)[1], (next(run.glob("run-*.wandb"))).read_bytes())
+    return out
+
+
+def test_wandb_one_run_per_job_grouped_by_sweep_and_stable_ids(tmp_path, cache_dir):
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    grid = ["bits=1,2"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first, second):
+        proc = run_cli("-m", *JOB, *grid, "logger=wandb", f"hydra.sweep.dir={d}", f"results_dir={tmp_path / 'res'}",
+                       env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = wandb_records(first), wandb_records(second)
+    assert len(a) == 2 and len({run_id for run_id, _ in a.values()}) == 2
+    assert {k: v[0] for k, v in a.items()} == {k: v[0] for k, v in b.items()}  # re-run: same W&B run ids
+    group = str(first).replace("/", "_").strip("_").encode()
+    assert all(group in record for _, record in a.values())  # one group per sweep
+    assert all(b"bits=1" in a["0"][1] for _ in [0]) and b"bits=2" in a["1"][1]  # named from overrides, tagged
+
+
+def slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s.startswith(("idle", "mixed", "alloc")) for s in proc.stdout.split())
+
+
+def require_slurm():
+    if slurm_up():
+        return
+    message = "no SLURM cluster is up: start one with `sudo scripts/slurm/start.sh`"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (.ci/run starts it; CI must run the SLURM sweep)")
+    pytest.skip(message)
+
+
+def test_slurm_grid_end_to_end(tmp_path, cache_dir):
+    require_slurm()
+    sweep_dir = tmp_path / "sweep"
+    sweep(sweep_dir, "logger=none", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
+          "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20")
+    metrics = job_metrics(sweep_dir)
+    assert len(metrics) == 4
+    check_aggregate(sweep_dir, metrics)
+    logs = list((sweep_dir / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 4  # four SLURM array tasks ran them
+
+
+def test_batches_to_run():
+    from qcsbench.store import batches_to_run
+
+    done = {0: None, 1: None, 4: None}
+    assert batches_to_run(6, 2, done, coupled=False) == [[2, 3], [5]]
+    assert batches_to_run(6, 2, done, coupled=True) == [[2, 3], [4, 5]]
+    assert batches_to_run(6, 4, {i: None for i in range(6)}, coupled=False) == []
