@@ -135,6 +135,15 @@ def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -
     return grid
 
 
+def build_prior(cfg, test_set, device):
+    """The prior, checked against the data and moved to the device (the expensive step of a setup)."""
+    prior = instantiate(cfg.prior)
+    if tuple(prior.shape) != tuple(test_set.shape):
+        raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
+                          f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
+    return prior.to(device, torch.float32)
+
+
 def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     run_dir = run_dir_of(cfg)
@@ -154,11 +163,8 @@ def run(cfg: DictConfig) -> dict:
     todo = [i for b in batches for i in b]
     prior = None
     if todo:  # a run whose every image is already in the store needs no prior at all
-        prior = instantiate(cfg.prior)
-        if tuple(prior.shape) != tuple(test_set.shape):
-            raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
-                              f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
-        operator, prior = operator.to(device, torch.float32), prior.to(device, torch.float32)
+        prior = build_prior(cfg, test_set, device)
+        operator = operator.to(device, torch.float32)
     if records:
         log.info("%d of %d images are already finished in %s; recovering %d",
                  len(records), num_images, store.dir, len(todo))
