@@ -68,7 +68,7 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     assert len(runs) == 1
     summary = json.loads((cli_run / "metrics.json").read_text())
     record = open(glob.glob(runs[0] + "/run-*.wandb")[0], "rb").read()
-    assert b"psnr_mean" in record and b"logger=wandb,method.num_levels=100" in record  # summary key, name from overrides
+    assert b"psnr_mean" in record and b"method.num_levels=100,method.steps_per_level=3" in record  # summary key, name from overrides
     assert b"method=qcs_sgm" in record and b"operator=gaussian" in record  # tags
     assert runs[0].endswith(summary["result_id"])  # the run id is the result id
     table = json.loads(open(glob.glob(runs[0] + "/files/media/table/per_image*.json")[0]).read())
