@@ -30,8 +30,8 @@ class ALD(QCSSGM):
 
     name = "ald"
 
-    def __init__(self, name="ald", noise_std=None, **kwargs):
-        super().__init__(name=name, **kwargs)
+    def __init__(self, name="ald", noise_std=None, step_lr=2e-5, **kwargs):
+        super().__init__(name=name, step_lr=step_lr, **kwargs)
         self.noise_std = noise_std
 
     def likelihood_score(self, problem):
