@@ -1,0 +1,76 @@
+"""Half-quadratic splitting inside the reverse diffusion (DiffPIR, Zhu et al. 2023), VE form.
+
+At each level sigma_t (one denoiser call each, so NFE = number of levels):
+
+    x0_hat = D(x_t, sigma_t)                                   Tweedie estimate (the prior's step)
+    x0     = argmin_x L(x) + (rho_t / 2) ||x - x0_hat||^2,     rho_t = lam / sigma_t^2   (the data step)
+    eps    = (x_t - x0) / sigma_t
+    x_{t-1} = x0 + sigma_{t-1} (sqrt(1 - zeta) eps + sqrt(zeta) noise)
+
+L is a negative log-likelihood. DiffPIR writes the data term as ||y - Ax||^2 with
+rho_t = lam sigma_n^2 / sigma_t^2; multiplying our L = ||y - Ax||^2 / (2 sigma_n^2) by
+2 sigma_n^2 shows the two are the same lam. Writing rho_t on the NLL also covers data terms
+without a noise level (the logistic channel). The last level returns x0 without re-noising.
+
+Diff-OneBit and DiffPIR differ only in the data step, passed in as ``data_prox(x0_hat, rho)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from qcsbench.data_term import nll_grad
+
+
+@torch.no_grad()
+def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, device=None, progress=True):
+    """Run the loop from pure noise x_T = sigma_1 * eps; returns (x0, nfe, first_x0_hat)."""
+    sigmas = [float(s) for s in sigmas]
+    x = sigmas[0] * rng.randn(*shape).to(device)
+    first = None
+    for i, sigma in enumerate(tqdm(sigmas, desc="hqs", leave=False, disable=None if progress else True)):
+        x0_hat = prior.denoise(x, sigma)
+        if first is None:
+            first = x0_hat
+        x0 = data_prox(x0_hat, lam / sigma**2)
+        if i == len(sigmas) - 1:
+            return x0, len(sigmas), first
+        eps = (x - x0) / sigma
+        x = x0 + sigmas[i + 1] * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * rng.randn(*shape).to(device))
+
+
+def gradient_prox(problem, steps: int, step_size: float, extra_var: float = 0.0):
+    """Approximate argmin_x L(x) + (rho/2)||x - x0_hat||^2 by ``steps`` linearised proximal steps
+    from x0_hat: x <- argmin_u <grad L(x), u> + ||u - x||^2 / (2 eta) + (rho/2)||u - x0_hat||^2.
+    The quadratic is handled exactly, so a large rho (small sigma_t) never makes a step unstable;
+    only eta < 2 / Lip(grad L) matters. extra_var widens the likelihood (noise variance
+    noise_std^2 + extra_var): a smoother surrogate. Diff-OneBit's data step."""
+    eta = float(step_size)
+
+    def prox(x0_hat, rho):
+        x = x0_hat
+        for _ in range(steps):
+            x = (x / eta + rho * x0_hat - nll_grad(problem, x, extra_var)) / (1 / eta + rho)
+        return x
+
+    return prox
+
+
+def gaussian_prox(operator, y, noise_std: float):
+    """The exact argmin_x ||y - A x||^2 / (2 s^2) + (rho/2)||x - x0_hat||^2
+    = x0_hat + A^T (A A^T + rho s^2 I)^{-1} (y - A x0_hat), with A A^T = U diag(d) U^T cached
+    by the operator (U = None stands for the identity). DiffPIR's data step."""
+    d, u = operator.gram_eig()
+    var = noise_std**2
+
+    def prox(x0_hat, rho):
+        r = y - operator.forward(x0_hat)
+        if u is None:
+            w = r / (d + rho * var)
+        else:
+            w = ((r @ u) / (d + rho * var)) @ u.T
+        return x0_hat + operator.adjoint(w)
+
+    return prox

@@ -1,0 +1,44 @@
+"""Diff-OneBit (Chen & Liu, AAAI 2026; MATH.md section 6): DiffPIR's half-quadratic splitting
+with the channel's own likelihood as the data term (probit for quantized data, logistic for the
+logistic channel), minimised by a few gradient steps at each diffusion level."""
+from __future__ import annotations
+
+from qcsbench.errors import ConfigError
+from qcsbench.hqs import gradient_prox, hqs_diffusion
+from qcsbench.methods.base import Method, noise_ladder
+from qcsbench.problem import Recovery
+
+
+class DiffOneBit(Method):
+    """num_levels: diffusion steps (= NFE); inner_steps, step_size: the gradient steps of the
+    data step; lam: rho_t = lam / sigma_t^2; zeta: fresh noise when re-noising (1 = DDPM-like,
+    0 = deterministic). The ladder is geometric from sigma_max to sigma_min (null: the prior's)."""
+
+    name = "diff_onebit"
+
+    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=5, step_size=0.03, lam=0.03, zeta=1.0,
+                 surrogate_std=1.0, sigma_max=None, sigma_min=None, progress=True):
+        if int(inner_steps) < 0 or not step_size > 0 or not lam > 0 or not 0 <= zeta <= 1:
+            raise ConfigError(f"method.inner_steps={inner_steps}, step_size={step_size}, lam={lam}, zeta={zeta} are not "
+                              "allowed: use inner_steps >= 0, step_size > 0, lam > 0 and 0 <= zeta <= 1.")
+        self.name = name
+        self.inner_steps, self.step_size, self.lam, self.zeta = int(inner_steps), float(step_size), float(lam), float(zeta)
+        self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        self.surrogate_std = surrogate_std
+        self.progress = progress
+
+    def extra_var(self, channel):
+        """The surrogate's width as extra variance over the channel's noise (null: the channel's own likelihood)."""
+        if self.surrogate_std is None:
+            return 0.0
+        if not self.surrogate_std >= channel.noise_std:
+            raise ConfigError(f"method.surrogate_std={self.surrogate_std} is not allowed: use null or a value >= the "
+                              f"channel's noise_std {channel.noise_std}.")
+        return self.surrogate_std**2 - channel.noise_std**2
+
+    def recover(self, problem, prior, rng):
+        sigmas = noise_ladder(prior, **self.ladder)
+        prox = gradient_prox(problem, self.inner_steps, self.step_size, self.extra_var(problem.channel))
+        x, nfe, first = hqs_diffusion(prior, prox, sigmas, rng, problem.shape, self.lam, self.zeta,
+                                      progress=self.progress)
+        return Recovery(x.clamp(0, 1), nfe, dict(first_estimate=first.clamp(0, 1)))

@@ -1,0 +1,35 @@
+"""DiffPIR (Zhu et al., CVPRW 2023; MATH.md section 6) as a baseline for quantized data: the
+same half-quadratic splitting as Diff-OneBit, with the Gaussian data term on the dequantized
+measurements (the bin levels; +-1 for 1 bit), solved exactly at every level."""
+from __future__ import annotations
+
+from qcsbench.errors import ConfigError
+from qcsbench.hqs import gaussian_prox, hqs_diffusion
+from qcsbench.methods.base import Method, noise_ladder
+from qcsbench.problem import Recovery
+
+
+class DiffPIR(Method):
+    """num_levels (= NFE), lam (rho_t = lam / sigma_t^2 on ||y - Ax||^2 / (2 s^2)), zeta, the ladder.
+    noise_std: s of the Gaussian data term (null: the channel's noise_std)."""
+
+    name = "diffpir"
+
+    def __init__(self, name="diffpir", num_levels=100, lam=30.0, zeta=1.0, noise_std=None, sigma_max=None,
+                 sigma_min=None, progress=True):
+        if not lam > 0 or not 0 <= zeta <= 1 or (noise_std is not None and not noise_std > 0):
+            raise ConfigError(f"method.lam={lam}, zeta={zeta}, noise_std={noise_std} are not allowed: "
+                              "use lam > 0, 0 <= zeta <= 1 and noise_std > 0 or null.")
+        self.name = name
+        self.lam, self.zeta, self.noise_std = float(lam), float(zeta), noise_std
+        self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        self.progress = progress
+
+    def recover(self, problem, prior, rng):
+        sigmas = noise_ladder(prior, **self.ladder)
+        s = problem.channel.noise_std if self.noise_std is None else self.noise_std
+        if not s > 0:
+            raise ConfigError("method.noise_std=null is not allowed for a noiseless channel: set method.noise_std > 0.")
+        prox = gaussian_prox(problem.operator, problem.channel.dequantize(problem.measurement), float(s))
+        x, nfe, _ = hqs_diffusion(prior, prox, sigmas, rng, problem.shape, self.lam, self.zeta, progress=self.progress)
+        return Recovery(x.clamp(0, 1), nfe)
