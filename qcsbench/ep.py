@@ -40,7 +40,7 @@ class EPLikelihoodScore:
 
     def __init__(self, problem: Problem, max_iter: int = 5, damping: float = 0.02, tolerance: float | None = None):
         self.operator = problem.operator
-        self.channel = problem.channel
+        self.channel = problem.channel.gaussian_form()
         self.measurement = problem.measurement
         self.max_iter, self.damping = int(max_iter), float(damping)
         if tolerance is None:  # the reference code's two values; bits is absent without quantization

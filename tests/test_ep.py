@@ -94,6 +94,19 @@ def test_ep_equals_diagonal_score_for_row_orthogonal_a(op_name, channel):
         assert torch.allclose(e, d, rtol=1e-5, atol=1e-5 * float(d.abs().max()))
 
 
+def test_ep_on_the_logistic_task_is_ep_on_its_probit_equivalent():
+    from qcsbench.channels import LogisticChannel
+
+    op = ill_conditioned(SHAPE, 24, seed=1, kappa=100.0).to(dtype=torch.float64)
+    logistic = LogisticChannel(temperature=0.2, noise_std=0.05)
+    problem, x = problem_for(op, logistic)
+    probit = UniformQuantizer(1, noise_std=(0.05**2 + 8 * 0.2**2 / np.pi) ** 0.5)
+    equivalent = Problem(op, probit, problem.measurement)
+    for beta in (1.0, 0.05):
+        xt = x + beta * torch.randn_like(x)
+        assert torch.allclose(EPLikelihoodScore(problem)(xt, beta), EPLikelihoodScore(equivalent)(xt, beta))
+
+
 # --- EP against the exact score of the pseudo-likelihood, small M --------------------
 
 

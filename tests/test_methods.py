@@ -179,13 +179,15 @@ def test_diff_onebit_improves_on_its_initialisation(mnist):
 
 
 def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
-    """run.py with quantizer=logistic: Diff-OneBit from the command line, QCS-SGM in process."""
+    """run.py with quantizer=logistic: Diff-OneBit from the command line, QCS-SGM and QCS-SGM+ in process."""
     proc = run_cli(*BASE, "quantizer=logistic", "method=diff_onebit", "method.num_levels=30", "m=300",
                    f"hydra.run.dir={tmp_path / 'd1'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     d1 = json.loads((tmp_path / "d1" / "metrics.json").read_text())
     qcs = run(make_cfg(*BASE, "quantizer=logistic", "method.num_levels=20", "method.steps_per_level=2", "m=300",
                        f"+run_dir={tmp_path / 'q'}"))
-    for summary in (d1, qcs):
+    plus = run(make_cfg(*BASE, "quantizer=logistic", "method=qcs_sgm_plus", "method.num_levels=20",
+                        "method.steps_per_level=2", "m=300", f"+run_dir={tmp_path / 'p'}"))
+    for summary in (d1, qcs, plus):
         assert summary["num_diverged"] == 0 and summary["psnr_mean"] > mnist["floor"] + 1.0, summary
-    assert d1["nfe"] == 30 and qcs["nfe"] == 40
+    assert d1["nfe"] == 30 and qcs["nfe"] == 40 and plus["nfe"] == 40

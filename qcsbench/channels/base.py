@@ -58,6 +58,10 @@ class Channel:
         """
         raise NotImplementedError
 
+    def gaussian_form(self) -> "Channel":
+        """This channel written as Gaussian noise followed by bins, the form EP works with."""
+        return self
+
     def dequantize(self, meas: Measurement) -> torch.Tensor:
         """A point estimate of z + n for methods that ignore quantization: the bin's level."""
         return meas.y

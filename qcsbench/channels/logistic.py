@@ -51,6 +51,14 @@ class LogisticChannel(Channel):
     def log_likelihood(self, meas, z, extra_var=0.0):
         return F.logsigmoid(meas.y * z / self.scale(z, extra_var))
 
+    def gaussian_form(self):
+        """The same probit approximation, sigmoid(t) ~ Phi(t sqrt(pi / 8)), read as a sign
+        quantizer after Gaussian noise of variance noise_std^2 + 8 T^2 / pi: what lets
+        QCS-SGM+'s expectation propagation run on the logistic task."""
+        from qcsbench.channels.quantizer import UniformQuantizer
+
+        return UniformQuantizer(1, noise_std=math.sqrt(self.noise_std**2 + 8 * self.temperature**2 / math.pi))
+
     def grad(self, meas, z, extra_var=0.0):
         s = self.scale(z, extra_var)
         return meas.y * torch.sigmoid(-meas.y * z / s) / s
