@@ -51,6 +51,11 @@ class EPLikelihoodScore:
         self.u_t = None if self.u is None else self.u.T.contiguous()
         self.iterations = 0  # sweeps done by the last call (for diagnostics and benchmarks)
 
+    def curvature_bound(self, beta) -> float:
+        """lambda_max(A^T C^-1 A) = max_i d_i / (beta^2 d_i + sigma^2) <= 1 / beta^2: the curvature
+        of the Gaussian pseudo-likelihood EP approximates (see DiagonalLikelihoodScore)."""
+        return float((self.d / (beta**2 * self.d + self.channel.noise_std**2)).max())
+
     def _filter(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """U diag(w) U^T h for each image: two matrix products, never an M x M matrix per image."""
         if self.u is None:

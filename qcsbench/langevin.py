@@ -26,17 +26,29 @@ def likelihood_weight(gamma, weighting, prior_score, lik_score):
     return (gamma * flat_s / flat_l).view(-1, *[1] * (prior_score.dim() - 1))
 
 
+def step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio):
+    """alpha_t = eps beta_t^2 / beta_L^2, capped at max_step_ratio / curvature when a plain-weighted
+    likelihood score bounds its curvature: the prior's -Hessian at level beta is at most
+    1 / beta^2, so alpha (1 / beta^2 + gamma L_t) < 2 keeps the update stable."""
+    alpha = step_lr * (beta / beta_last) ** 2
+    bound = getattr(likelihood_score, "curvature_bound", None)
+    if max_step_ratio is None or weighting != "plain" or bound is None:
+        return alpha
+    return min(alpha, max_step_ratio / (1.0 / beta**2 + gamma * bound(beta)))
+
+
 @torch.no_grad()
 def annealed_langevin(x, prior, likelihood_score, sigmas, rng, step_lr=2e-4, steps_per_level=5, gamma=1.0,
-                      weighting="plain", report_previous=False, progress=True):
+                      weighting="plain", report_previous=False, progress=True, max_step_ratio=None):
     """Run the sampler from x; returns (x, nfe). ``report_previous`` returns the state
-    before the last update, as the reference code does."""
+    before the last update, as the reference code does; ``max_step_ratio`` caps the step
+    where the likelihood would make it unstable (see ``step_size``)."""
     sigmas = [float(s) for s in sigmas]
     beta_last = sigmas[-1]
     previous = x
     nfe = 0
     for beta in tqdm(sigmas, desc="langevin", leave=False, disable=None if progress else True):
-        alpha = step_lr * (beta / beta_last) ** 2
+        alpha = step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio)
         noise_scale = math.sqrt(2 * alpha)
         for _ in range(steps_per_level):
             prior_score = prior.score(x, beta)

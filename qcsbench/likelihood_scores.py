@@ -19,6 +19,15 @@ class DiagonalLikelihoodScore:
         self.measurement = problem.measurement
         self.row_norms_sq = problem.operator.row_norms_sq
 
+    def curvature_bound(self, beta) -> float:
+        """An upper bound on the largest eigenvalue of -Hessian of the log pseudo-likelihood:
+        lambda_max(A A^T) / min_m s_m^2 (the Gaussian case; a bin's log-probability is no more
+        curved than the Gaussian's, MacKay's logistic less so). The sampler uses it to keep its
+        step stable: for an ill-conditioned A it exceeds the 1 / beta^2 the exact posterior at
+        level beta can have."""
+        s2_min = float((self.channel.noise_std**2 + beta**2 * self.row_norms_sq).min())
+        return self.operator.gram_max_eig() / s2_min
+
     def __call__(self, x, beta):
         z = self.operator.forward(x)
         g = self.channel.grad(self.measurement, z, extra_var=beta**2 * self.row_norms_sq)

@@ -1,4 +1,5 @@
 """The annealed Langevin loop against a closed-form posterior (a one-component Gaussian prior)."""
+import pytest
 import torch
 
 from qcsbench.channels import GaussianNoise
@@ -50,3 +51,32 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
         assert float((post_mean - mu).abs().max()) > 10 * float((sample_mean - post_mean).abs().max()) / 4.5
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_step_cap_only_where_the_reference_step_is_unstable():
+    from qcsbench.channels import UniformQuantizer
+    from qcsbench.langevin import step_size
+    from qcsbench.operators import ill_conditioned
+
+    channel = UniformQuantizer(2, noise_std=0.05)
+    z = torch.zeros(1, 400)
+    meas = channel.measure(z, ImageRandom(0, [0], MEASUREMENT))
+    beta_last = 0.01
+    for op, capped in ((gaussian((1, 28, 28), 200, seed=0), False), (ill_conditioned((1, 28, 28), 400, 0, 1000.0), True)):
+        m = op.m
+        score = DiagonalLikelihoodScore(Problem(op, channel, meas.select([0]) if m == 400 else
+                                                channel.measure(torch.zeros(1, m), ImageRandom(0, [0], MEASUREMENT))))
+        for beta in (50.0, 1.0, 0.05):
+            plain = 5e-5 * (beta / beta_last) ** 2
+            alpha = step_size(5e-5, beta, beta_last, score, 1.0, "plain", 1.9)
+            bound = score.curvature_bound(beta)
+            # the bound is lambda_max(A A^T) / min_m (sigma^2 + beta^2 ||a_m||^2), computed independently
+            a = op.matrix().double()
+            expected = float(torch.linalg.eigvalsh(a @ a.T).max() / (0.05**2 + beta**2 * (a**2).sum(1)).min())
+            assert bound == pytest.approx(expected, rel=1e-4)
+            if capped:
+                assert alpha == pytest.approx(1.9 / (1 / beta**2 + bound)) and alpha < plain
+            else:
+                assert alpha == plain
+            assert alpha * (1 / beta**2 + bound) < 2  # stable
+            assert step_size(5e-5, beta, beta_last, score, 1.0, "plain", None) == plain  # null: the reference

@@ -103,6 +103,17 @@ def test_a_diverging_run_says_so_and_writes_no_nan(make_cfg, tmp_path):
     assert {r["status"] for r in rows} == {"diverged"} and {r["psnr"] for r in rows} == {""}
 
 
+def test_the_documented_ill_conditioned_command_does_not_diverge(make_cfg, tmp_path):
+    """python run.py method=qcs_sgm bits=2 m=400 operator=ill_conditioned operator.kappa=1000: the
+    diagonal score over-states the curvature of an ill-conditioned A, and the reference step
+    diverges there; the step cap keeps it finite."""
+    args = [*TINY, "method=qcs_sgm", "bits=2", "m=400", "operator=ill_conditioned", "operator.kappa=1000"]
+    capped = run(make_cfg(*args, f"+run_dir={tmp_path / 'capped'}"))
+    assert capped["num_diverged"] == 0 and capped["psnr_mean"] > mean_image_psnr(4) + 2.0
+    uncapped = run(make_cfg(*args, "method.max_step_ratio=null", f"+run_dir={tmp_path / 'reference'}"))
+    assert uncapped["num_diverged"] == 4
+
+
 BAD = [
     (["bits=0"], "bits=0 is not allowed: use an integer from 1 to 16"),
     (["bits=17"], "bits=17 is not allowed"),

@@ -19,6 +19,9 @@ class LinearLikelihoodScore:
         self.measurement = Measurement(y, y, y)
         self.channel = GaussianNoise(noise_std)
 
+    def curvature_bound(self, beta) -> float:
+        return self.operator.gram_max_eig() / (self.channel.noise_std**2 + beta**2)
+
     def __call__(self, x, beta):
         g = self.channel.grad(self.measurement, self.operator.forward(x), extra_var=beta**2)
         return self.operator.adjoint(g)

@@ -12,12 +12,16 @@ class QCSSGM(Method):
     """step_lr (eps), steps_per_level (K), gamma and the ladder (the prior's unless
     sigma_max / sigma_min / num_levels are set) follow MATH.md section 3.
     report_previous: return the state before the last update (reference code behaviour).
+    max_step_ratio: cap the step at this fraction of 1 / curvature (prior 1/beta^2 plus the
+    likelihood's bound) where eps alone would be unstable, e.g. the diagonal score of an
+    ill-conditioned A; null keeps the reference's step everywhere.
     final_denoise: finish with one Tweedie step x + beta_L^2 s(x, beta_L) (one more NFE)."""
 
     name = "qcs_sgm"
 
     def __init__(self, name="qcs_sgm", step_lr=5e-5, steps_per_level=5, gamma=1.0, weighting="plain", sigma_max=None,
-                 sigma_min=None, num_levels=None, report_previous=False, final_denoise=False, progress=True):
+                 sigma_min=None, num_levels=None, report_previous=False, final_denoise=False, progress=True,
+                 max_step_ratio=1.9):
         if weighting not in WEIGHTINGS:
             raise ConfigError(f"method.weighting={weighting!r} is not allowed: use one of {', '.join(WEIGHTINGS)}.")
         if not step_lr > 0 or int(steps_per_level) < 1:
@@ -28,6 +32,9 @@ class QCSSGM(Method):
         self.weighting = weighting
         self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.report_previous, self.final_denoise, self.progress = report_previous, final_denoise, progress
+        if max_step_ratio is not None and not 0 < max_step_ratio < 2:
+            raise ConfigError(f"method.max_step_ratio={max_step_ratio} is not allowed: use a value in (0, 2) or null.")
+        self.max_step_ratio = max_step_ratio
 
     def likelihood_score(self, problem):
         return DiagonalLikelihoodScore(problem)
@@ -37,7 +44,8 @@ class QCSSGM(Method):
         x = rng.rand(*problem.shape).to(problem.measurement.y.device)
         x, nfe = annealed_langevin(x, prior, self.likelihood_score(problem), sigmas, rng, step_lr=self.step_lr,
                                    steps_per_level=self.steps_per_level, gamma=self.gamma, weighting=self.weighting,
-                                   report_previous=self.report_previous, progress=self.progress)
+                                   report_previous=self.report_previous, progress=self.progress,
+                                   max_step_ratio=self.max_step_ratio)
         if self.final_denoise:
             x = prior.denoise(x, float(sigmas[-1]))
             nfe += 1

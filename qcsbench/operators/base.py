@@ -50,6 +50,10 @@ class Operator:
         eye = torch.eye(self.n, dtype=self.row_norms_sq.dtype, device=self.row_norms_sq.device)
         return self.forward(eye.view(self.n, *self.shape)).T.contiguous()
 
+    def gram_max_eig(self) -> float:
+        """lambda_max(A A^T), cached with the eigendecomposition."""
+        return float(self.gram_eig()[0].max())
+
     def gram_eig(self):
         """(d, U) with A A^T = U diag(d) U^T, d ascending; computed in float64 once and cached."""
         if self._gram_eig is None:
