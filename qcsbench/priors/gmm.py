@@ -32,6 +32,15 @@ class GaussianMixturePrior(Prior):
         self.eigvecs = torch.as_tensor(eigvecs)  # (K, d, d), columns are eigenvectors
         self.shape = tuple(shape)
         self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+        self._layout()
+
+    def _layout(self):
+        """Every component's eigenvectors side by side, so that projecting onto all of them,
+        and back, is one matrix product each (a batched einsum copies U on every call)."""
+        k, d, _ = self.eigvecs.shape
+        self.u_cat = self.eigvecs.permute(1, 0, 2).reshape(d, k * d).contiguous()  # x @ u_cat = [U_k^T x]_k
+        self.u_cat_t = self.u_cat.T.contiguous()
+        self.mean_proj = torch.einsum("kd,kde->ke", self.means, self.eigvecs)  # U_k^T mu_k
 
     @classmethod
     def from_covariances(cls, weights, means, covariances, shape, sigmas):
@@ -44,15 +53,17 @@ class GaussianMixturePrior(Prior):
         for key in ("log_weights", "means", "eigvals", "eigvecs"):
             setattr(out, key, getattr(self, key).to(device=device, dtype=dtype))
         out.shape, out.sigmas = self.shape, self.sigmas
+        out._layout()
         return out
 
     def _components(self, x, sigma):
-        """Projections p = U^T (x - mu), inverse variances and log responsibilities per component."""
+        """Projections p = U^T (x - mu), inverse variances and log joint densities per component."""
         flat = x.reshape(x.shape[0], -1)
-        proj = torch.einsum("bkd,kde->bke", flat[:, None, :] - self.means[None], self.eigvecs)
+        k, d = self.means.shape
+        proj = (flat @ self.u_cat).view(-1, k, d) - self.mean_proj
         var = self.eigvals + sigma**2  # (K, d)
         inv = 1.0 / var
-        log_comp = -0.5 * ((proj * proj * inv).sum(-1) + torch.log(var).sum(-1) + flat.shape[1] * math.log(2 * math.pi))
+        log_comp = -0.5 * ((proj * proj * inv).sum(-1) + torch.log(var).sum(-1) + d * math.log(2 * math.pi))
         return proj, inv, self.log_weights + log_comp
 
     def log_prob(self, x, sigma):
@@ -61,8 +72,8 @@ class GaussianMixturePrior(Prior):
     def score(self, x, sigma):
         proj, inv, log_joint = self._components(x, sigma)
         resp = torch.softmax(log_joint, dim=1)  # (B, K)
-        grad = -torch.einsum("bke,kde->bd", resp[..., None] * proj * inv, self.eigvecs)
-        return grad.view_as(x)
+        weighted = (resp[..., None] * proj * inv).reshape(x.shape[0], -1)  # (B, K d)
+        return -(weighted @ self.u_cat_t).view_as(x)
 
 
 def _atomic_save(obj, path: Path) -> None:
