@@ -95,7 +95,8 @@ def test_more_bits_recover_better(make_cfg, tmp_path, cli_run):
 
 
 def test_a_diverging_run_says_so_and_writes_no_nan(make_cfg, tmp_path):
-    summary = run(make_cfg(*TINY, "method.step_lr=50", "method.num_levels=10", f"+run_dir={tmp_path}"))
+    summary = run(make_cfg(*TINY, "method.step_lr=50", "method.max_step_ratio=null", "method.num_levels=10",
+                           f"+run_dir={tmp_path}"))
     assert summary["num_diverged"] == 4 and summary["psnr_mean"] is None
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
