@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,6 +40,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device={name} is not supported: use auto, cpu, cuda or cuda:N.")
     return device
+
+
+def build(node, **kwargs):
+    """hydra.utils.instantiate, but a ConfigError raised by the target reaches the user
+    as itself (Hydra wraps every exception in an InstantiationException)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise
 
 
 def positive_int(cfg, key: str) -> int:
@@ -72,14 +87,14 @@ def run(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     device = resolve_device(cfg.device)
     num_images, batch_size = positive_int(cfg, "num_images"), positive_int(cfg, "batch_size")
-    test_set = instantiate(cfg.dataset, split="test")
+    test_set = build(cfg.dataset, split="test")
     if num_images > len(test_set):
         raise ConfigError(f"num_images={num_images} is more than dataset {test_set.name} holds: use 1 to {len(test_set)}.")
-    channel = instantiate(cfg.quantizer)
-    method = instantiate(cfg.method)
-    logger = instantiate(cfg.logger)
-    operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    prior = instantiate(cfg.prior)
+    channel = build(cfg.quantizer)
+    method = build(cfg.method)
+    logger = build(cfg.logger)
+    operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    prior = build(cfg.prior)
     if tuple(prior.shape) != tuple(test_set.shape):
         raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
                           f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")

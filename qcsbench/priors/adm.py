@@ -217,7 +217,7 @@ def adm_prior(checkpoint=None, image_size=256, in_channels=3, num_channels=128, 
         state = state["state_dict"]
     net = ADMUNet(image_size, in_channels, num_channels, num_res_blocks, channel_mult, attention_resolutions,
                   num_heads, num_head_channels, learn_sigma, use_scale_shift_norm, resblock_updown)
-    load_state(net, state, "prior.checkpoint", f"ADM UNet (prior={name})")
+    load_state(net, state, f"prior.checkpoint={checkpoint}", f"ADM UNet (prior={name})")
     abar = linear_alphas_cumprod(diffusion_steps)
     sigmas = ladder_for(vp_sigmas(abar) / 2, sigma_max, sigma_min, num_levels)
     prior = ADMPrior(net.float(), (in_channels, image_size, image_size), abar, sigmas, "epsilon", autocast, compile)

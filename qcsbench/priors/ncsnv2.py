@@ -275,7 +275,7 @@ def ncsnv2_prior(checkpoint=None, channels=3, image_size=32, ngf=128, deepest=Fa
     else:
         raise ConfigError(f"{key}={checkpoint} holds a {type(states).__name__}, not an NCSNv2 checkpoint "
                           f"(a list [state_dict, optimizer, epoch, step, ema_shadow]).")
-    load_state(net, strip_prefix(weights), key, what)
+    load_state(net, strip_prefix(weights), f"{key}={checkpoint}", what)
     if use_ema and shadow is not None:
         # EMAHelper keeps parameters only (no sigmas buffer), keyed without the prefix
         params = dict(net.named_parameters())

@@ -45,7 +45,7 @@ def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = T
                           f"(no format {FORMAT!r}): use the prior= option of its family (ncsnv2_*, ddpm, ncsnpp, adm_*).")
     net = ScoreUNet(**state["config"])
     weights = state["ema"] if use_ema or "model" not in state else state["model"]
-    load_state(net, weights, key, "score UNet")
+    load_state(net, weights, f"{key}={checkpoint}", "score UNet")
     sigmas = geometric_sigmas(sigma_max or state["sigma_max"], sigma_min or state["sigma_min"],
                               num_levels or state["num_levels"])
     prior = TrainedPrior(net, state["shape"], sigmas, autocast, compile)
