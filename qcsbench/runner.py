@@ -14,7 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import metrics, tracking
@@ -26,10 +26,11 @@ from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_ke
 log = logging.getLogger(__name__)
 
 
-def instantiate(node, **kwargs):
-    """Hydra's instantiate, letting a ConfigError through as itself rather than wrapped."""
+def build(node, **kwargs):
+    """hydra.utils.instantiate, but a ConfigError raised by the target reaches the user
+    as itself (Hydra wraps every exception in an InstantiationException)."""
     try:
-        return hydra_instantiate(node, **kwargs)
+        return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         while cause is not None and not isinstance(cause, ConfigError):
@@ -137,7 +138,7 @@ def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -
 
 def build_prior(cfg, test_set, device):
     """The prior, checked against the data and moved to the device (the expensive step of a setup)."""
-    prior = instantiate(cfg.prior)
+    prior = build(cfg.prior)
     if tuple(prior.shape) != tuple(test_set.shape):
         raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
                           f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
@@ -149,13 +150,13 @@ def run(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     device = resolve_device(cfg.device)
     num_images, batch_size = positive_int(cfg, "num_images"), positive_int(cfg, "batch_size")
-    test_set = instantiate(cfg.dataset, split="test")
+    test_set = build(cfg.dataset, split="test")
     if num_images > len(test_set):
         raise ConfigError(f"num_images={num_images} is more than dataset {test_set.name} holds: use 1 to {len(test_set)}.")
-    channel = instantiate(cfg.quantizer)
-    method = instantiate(cfg.method)
-    logger = instantiate(cfg.logger)
-    operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    channel = build(cfg.quantizer)
+    method = build(cfg.method)
+    logger = build(cfg.logger)
+    operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m)
     key = result_key(cfg)
     store = ResultStore(Path(str(cfg.results_dir)).expanduser(), key) if cfg.resume else None
     records = store.load(range(num_images)) if store else {}

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from qcsbench.problem import Problem  # noqa: E402
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom  # noqa: E402
-from qcsbench.runner import build_prior, instantiate, resolve_device  # noqa: E402
+from qcsbench.runner import build, build_prior, resolve_device  # noqa: E402
 
 
 class TimedPrior:
@@ -74,9 +74,9 @@ def main():
         if "progress" in cfg.method:
             cfg.method.progress = False
         device = resolve_device(cfg.device)
-        test_set = instantiate(cfg.dataset, split="test")
-        channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
-        operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m).to(device, torch.float32)
+        test_set = build(cfg.dataset, split="test")
+        channel, method = build(cfg.quantizer), build(cfg.method)
+        operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m).to(device, torch.float32)
         prior = TimedPrior(build_prior(cfg, test_set, device), device)
         indices = list(range(args.images))
         x = test_set.batch(indices).to(device)

@@ -1,0 +1,83 @@
+"""Reading checkpoint files with errors a person can act on (one sentence, naming the key)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from qcsbench.errors import ConfigError
+
+SHOWN = 5  # key names listed in an error before "and N more"
+
+
+def existing_file(path, key: str) -> Path:
+    if path is None or str(path) in ("", "None", "null", "???"):
+        raise ConfigError(f"{key} is not set: give the path of the checkpoint file, e.g. {key}=/path/to/model.pt.")
+    file = Path(str(path)).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{key}={path} is not an existing file: give the path of the checkpoint file.")
+    return file
+
+
+def existing_dir(path, key: str) -> Path:
+    if path is None or str(path) in ("", "None", "null", "???"):
+        raise ConfigError(f"{key} is not set: give the folder of the model (the one holding config.json).")
+    folder = Path(str(path)).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"{key}={path} is not an existing folder: give the folder that holds the model's config.json.")
+    return folder
+
+
+def load_file(path, key: str, weights_only: bool = True):
+    """torch.load on the CPU; an unreadable file becomes a ConfigError naming ``key``.
+
+    weights_only=True refuses pickled code; the official NCSNv2 files hold only tensors,
+    numbers and optimizer dicts, so they load this way too."""
+    file = existing_file(path, key)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # any failure to unpickle means the file is not a checkpoint we can read
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{key}={path} could not be read as a PyTorch checkpoint ({first[:200]}).") from None
+
+
+def _listed(keys) -> str:
+    keys = sorted(keys)
+    text = ", ".join(keys[:SHOWN])
+    return text + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
+
+
+def load_state(module: torch.nn.Module, state: dict, key: str, what: str) -> None:
+    """load_state_dict(strict) whose failure names the missing / unexpected / misshapen keys."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ConfigError(f"{key} does not hold a state dict of parameter tensors: it is not a {what} checkpoint.")
+    expected = module.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_listed(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_listed(unexpected)}")
+        raise ConfigError(f"{key} is not a checkpoint of the configured {what} ({'; '.join(parts)}): "
+                          f"check the prior= option and its architecture settings.")
+    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise ConfigError(f"{key} does not fit the configured {what}: {len(wrong)} tensors have other shapes "
+                          f"(first {k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} expected); "
+                          f"check the prior= option and its architecture settings.")
+    module.load_state_dict(state, strict=True)
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary name, then rename: a killed job never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

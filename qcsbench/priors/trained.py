@@ -1,0 +1,53 @@
+"""Priors trained by scripts/train_prior.py, including the shipped ``prior=ncsn_mnist``.
+
+The file is a dict: format, config (ScoreUNet kwargs), shape, ema (EMA weights, what we
+sample with), the ladder (sigma_max, sigma_min, num_levels), step and loss; the
+resumable checkpoint.pt also holds model and optimizer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qcsbench.errors import ConfigError
+from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.checkpoints import atomic_save, load_file, load_state  # noqa: F401  (atomic_save re-exported)
+from qcsbench.priors.network import NetworkPrior
+from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
+
+FORMAT = "qcsbench-score-unet-v1"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+class TrainedPrior(NetworkPrior):
+    """D on [0,1] from the EDM-preconditioned UNet on [-1,1]: D01 = (D(2x-1, 2s) + 1)/2."""
+
+    name = "trained"
+
+    def _score(self, x, sigma):
+        s = torch.full((x.shape[0],), 2 * sigma, device=x.device, dtype=x.dtype)
+        d = (denoise_centered(self._forward, 2 * x - 1, s) + 1) / 2
+        return (d - x) / sigma**2
+
+
+
+def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = True, sigma_max=None,
+                  sigma_min=None, num_levels=None, autocast="none", compile=False, name="trained") -> TrainedPrior:
+    """Load a prior written by scripts/train_prior.py; ``shipped=ncsn_mnist`` picks the file in
+    qcsbench/priors/weights/ when ``checkpoint`` is null. The ladder defaults to the trained one."""
+    key = "prior.checkpoint"
+    if checkpoint is None and shipped is not None:
+        checkpoint = WEIGHTS / f"{shipped}.pt"
+    state = load_file(checkpoint, key)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"{key}={checkpoint} is not a checkpoint written by scripts/train_prior.py "
+                          f"(no format {FORMAT!r}): use the prior= option of its family (ncsnv2_*, ddpm, ncsnpp, adm_*).")
+    net = ScoreUNet(**state["config"])
+    weights = state["ema"] if use_ema or "model" not in state else state["model"]
+    load_state(net, weights, f"{key}={checkpoint}", "score UNet")
+    sigmas = geometric_sigmas(sigma_max or state["sigma_max"], sigma_min or state["sigma_min"],
+                              num_levels or state["num_levels"])
+    prior = TrainedPrior(net, state["shape"], sigmas, autocast, compile)
+    prior.name = name
+    return prior

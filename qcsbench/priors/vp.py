@@ -1,0 +1,80 @@
+"""Variance-preserving epsilon models as VE score models on [0, 1] data (MATH.md section 2).
+
+A DDPM noises data in [-1, 1] as x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps. Dividing by
+sqrt(abar_t) gives the VE form x0 + s eps with s = sqrt((1 - abar_t)/abar_t); so a VE input
+x (in [-1, 1]) at level s enters the network as x / sqrt(1 + s^2) at the t whose s matches,
+and D(x, s) = x - s eps (k-diffusion's DiscreteEpsDDPMDenoiser, EDM's VP preconditioning).
+
+On [0, 1] data the same image is (x + 1)/2, so every sigma halves: s01 = s/2, and
+    D01(x, s01) = x - s01 eps(x_vp, t),    score01 = -eps / s01,
+with x_vp = (2x - 1)/sqrt(1 + (2 s01)^2).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from qcsbench.errors import ConfigError
+from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.network import NetworkPrior
+
+
+def linear_alphas_cumprod(num_timesteps=1000, beta_start=1e-4, beta_end=0.02):
+    """The DDPM / ADM 'linear' schedule (guided-diffusion scales the ends by 1000/T)."""
+    scale = 1000 / num_timesteps
+    betas = np.linspace(scale * beta_start, scale * beta_end, num_timesteps, dtype=np.float64)
+    return torch.from_numpy(np.cumprod(1.0 - betas))
+
+
+def vp_sigmas(alphas_cumprod) -> torch.Tensor:
+    """s_t = sqrt((1 - abar_t)/abar_t) on [-1, 1] data, increasing in t."""
+    abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    return ((1 - abar) / abar).sqrt()
+
+
+def ladder_for(train_sigmas01: torch.Tensor, sigma_max=None, sigma_min=None, num_levels=None) -> torch.Tensor:
+    """The model's own trained levels (descending) by default, else geometric between the ends."""
+    if num_levels is None and sigma_max is None and sigma_min is None:
+        return train_sigmas01.flip(0).clone()
+    hi = float(sigma_max if sigma_max is not None else train_sigmas01.max())
+    lo = float(sigma_min if sigma_min is not None else train_sigmas01.min())
+    return geometric_sigmas(hi, lo, int(num_levels or len(train_sigmas01)))
+
+
+PREDICTIONS = ("epsilon", "sample", "v_prediction")
+
+
+class VPEpsilonPrior(NetworkPrior):
+    """Subclasses give ``_model_output(x_vp, t)`` (the network's first C channels)."""
+
+    def __init__(self, net, shape, alphas_cumprod, sigmas=None, prediction="epsilon", autocast="none",
+                 compile=False):
+        if prediction not in PREDICTIONS:
+            raise ConfigError(f"prior.prediction={prediction} is not supported: use one of {', '.join(PREDICTIONS)}.")
+        self.train_sigmas = vp_sigmas(alphas_cumprod)  # [-1, 1] scale, index t
+        super().__init__(net, shape, sigmas if sigmas is not None else ladder_for(self.train_sigmas / 2),
+                         autocast, compile)
+        self.prediction = prediction
+
+    def timestep(self, sigma_c: float) -> float:
+        """The (fractional) t whose sigma is sigma_c: linear interpolation in log sigma."""
+        log_s = np.log(self.train_sigmas.numpy())
+        return float(np.interp(np.log(sigma_c), log_s, np.arange(len(log_s))))
+
+    def epsilon(self, x01, sigma01: float):
+        s = 2 * sigma01
+        x_vp = (2 * x01 - 1) / np.sqrt(1 + s * s)
+        t = torch.full((x01.shape[0],), self.timestep(s), device=x01.device, dtype=torch.float32)
+        out = self._model_output(x_vp, t)
+        if self.prediction == "epsilon":
+            return out
+        abar = 1 / (1 + s * s)  # the abar of the (fractional) level
+        if self.prediction == "sample":
+            return (x_vp - np.sqrt(abar) * out) / np.sqrt(1 - abar)
+        return np.sqrt(abar) * out + np.sqrt(1 - abar) * x_vp  # v = sqrt(abar) eps - sqrt(1 - abar) x0
+
+    def _score(self, x, sigma):
+        return -self.epsilon(x, sigma) / sigma
+
+    def _model_output(self, x_vp, t):
+        raise NotImplementedError
