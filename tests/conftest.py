@@ -7,6 +7,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import qcsbench  # noqa: F401  (registers the config resolvers, as run.py does)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 

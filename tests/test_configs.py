@@ -39,3 +39,18 @@ def test_defaults_are_the_qcs_sgm_mnist_setting(make_cfg):
     assert (cfg.bits, cfg.m, cfg.noise_std) == (1, 200, 0.05)
     assert cfg.operator._target_.endswith("gaussian") and cfg.dataset._target_.endswith("embedded_mnist")
     assert cfg.device == "auto" and cfg.logger.mode in ("offline", "online", "disabled")
+
+
+@pytest.mark.parametrize("bits,m", [(1, 12288), (2, 6144), (3, 4096)])
+def test_fixed_bit_budget_preset_sets_m_from_bits(make_cfg, bits, m):
+    cfg = make_cfg("+experiment=qcs_sgm_celeba64_fixed_budget", f"bits={bits}")
+    assert cfg.m == m and cfg.bits * cfg.m == 12288 and cfg.prior.name == "ncsnv2_celeba"
+
+
+def test_paper_presets_pick_their_settings(make_cfg):
+    ffhq = make_cfg("+experiment=onebit_ffhq256_table", "n_over_m=32")
+    assert (ffhq.m, ffhq.noise_std, ffhq.prior.name) == (196608 // 32, 0.5, "adm_ffhq")
+    assert make_cfg("+experiment=qcs_sgm_ffhq256_multibit", "bits=3").method.step_lr == 2e-5
+    assert make_cfg("+experiment=qcs_sgm_cifar10").m == 2000
+    mnist = make_cfg("+experiment=qcs_sgm_mnist_1bit")
+    assert (mnist.m, mnist.noise_std, mnist.bits) == (200, 0.05, 1)
