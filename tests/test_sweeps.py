@@ -3,6 +3,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,39 @@ def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     check_aggregate(sweep_dir, metrics)
     logs = list((sweep_dir / ".submitit").rglob("*_log.out"))
     assert len(logs) == 4  # four SLURM array tasks ran them
+
+
+def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
+    """Preempt a running SLURM task the way SLURM does (submitit's own test signal): submitit
+    checkpoints and requeues it, and the requeued task reuses the images already stored."""
+    require_slurm()
+    sweep_dir, results = tmp_path / "sweep", tmp_path / "results"
+    # eight images in batches of two, slow enough (about 2 s a batch) to be caught part-way
+    job = [*JOB[:3], "method.num_levels=200", "method.steps_per_level=3", "method.progress=false",
+           "num_images=8", "batch_size=2"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *job, "bits=1", "logger=none", "hydra/launcher=slurm",
+           "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20",
+           f"hydra.sweep.dir={sweep_dir}", f"results_dir={results}"]
+    sweep_proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(results.rglob("images/*.pt")):
+            assert sweep_proc.poll() is None and time.monotonic() < deadline, "the job finished before it was preempted"
+            time.sleep(0.2)
+        (job_id,) = [p.name for p in (sweep_dir / ".submitit").iterdir() if p.name[0].isdigit()]
+        # what SLURM sends on preemption: SIGTERM (submitit ignores it), then USR2 (checkpoint, requeue)
+        for sig in ("SIGTERM", "USR2"):
+            subprocess.run(["scancel", "--signal", sig, job_id], check=True)
+        _, stderr = sweep_proc.communicate(timeout=400)
+    finally:
+        sweep_proc.kill()
+    assert sweep_proc.returncode == 0, stderr[-4000:]
+    log = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.*"))
+    assert "this job is preempted" in log and "Exiting gracefully after preemption" in log
+    metrics = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert metrics["num_images"] == 8 and metrics["num_diverged"] == 0
+    assert 2 <= metrics["num_resumed"] < 8  # the requeued task kept what was stored and did the rest
+    assert len(list(results.rglob("images/*.pt"))) == 8
 
 
 def test_batches_to_run():

@@ -45,6 +45,8 @@ cat > "$CONF" <<CONF
 ClusterName=qcsbench
 SlurmctldHost=$NODE
 AuthType=auth/munge
+# a requeued job waits cred_expire seconds before it starts again (default 120)
+AuthInfo=cred_expire=10
 CryptoType=crypto/munge
 SlurmUser=root
 SlurmdUser=root
