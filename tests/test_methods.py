@@ -191,3 +191,17 @@ def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
     for summary in (d1, qcs, plus):
         assert summary["num_diverged"] == 0 and summary["psnr_mean"] > mnist["floor"] + 1.0, summary
     assert d1["nfe"] == 30 and qcs["nfe"] == 40 and plus["nfe"] == 40
+
+
+def test_diff_onebit_surrogate_only_widens_the_likelihood():
+    """The surrogate's width is max(surrogate_std, the channel's noise): the FFHQ table's sigma = 0.5
+    runs on the channel's own probit instead of stopping."""
+    from qcsbench.errors import ConfigError
+    from qcsbench.methods.diff_onebit import DiffOneBit
+
+    method = DiffOneBit(surrogate_std=0.2)
+    assert method.extra_var(UniformQuantizer(1, noise_std=0.05)) == pytest.approx(0.2**2 - 0.05**2)
+    assert method.extra_var(UniformQuantizer(1, noise_std=0.5)) == 0.0
+    assert DiffOneBit(surrogate_std=None).extra_var(UniformQuantizer(1, noise_std=0.05)) == 0.0
+    with pytest.raises(ConfigError, match="surrogate_std=0"):
+        DiffOneBit(surrogate_std=0.0)

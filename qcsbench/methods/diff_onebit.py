@@ -16,11 +16,13 @@ class DiffOneBit(Method):
 
     name = "diff_onebit"
 
-    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=5, step_size=0.03, lam=0.03, zeta=1.0,
-                 surrogate_std=1.0, sigma_max=None, sigma_min=None, progress=True):
+    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=5, step_size=0.03, lam=0.1, zeta=1.0,
+                 surrogate_std=0.2, sigma_max=None, sigma_min=None, progress=True):
         if int(inner_steps) < 0 or not step_size > 0 or not lam > 0 or not 0 <= zeta <= 1:
             raise ConfigError(f"method.inner_steps={inner_steps}, step_size={step_size}, lam={lam}, zeta={zeta} are not "
                               "allowed: use inner_steps >= 0, step_size > 0, lam > 0 and 0 <= zeta <= 1.")
+        if surrogate_std is not None and not surrogate_std > 0:
+            raise ConfigError(f"method.surrogate_std={surrogate_std} is not allowed: use null or a positive width.")
         self.name = name
         self.inner_steps, self.step_size, self.lam, self.zeta = int(inner_steps), float(step_size), float(lam), float(zeta)
         self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
@@ -28,13 +30,12 @@ class DiffOneBit(Method):
         self.progress = progress
 
     def extra_var(self, channel):
-        """The surrogate's width as extra variance over the channel's noise (null: the channel's own likelihood)."""
+        """The surrogate's width as extra variance over the channel's noise. A surrogate only
+        widens the likelihood: where the channel's noise is already wider (sigma = 0.5 in the
+        FFHQ table) its own likelihood is used, as with surrogate_std = null."""
         if self.surrogate_std is None:
             return 0.0
-        if not self.surrogate_std >= channel.noise_std:
-            raise ConfigError(f"method.surrogate_std={self.surrogate_std} is not allowed: use null or a value >= the "
-                              f"channel's noise_std {channel.noise_std}.")
-        return self.surrogate_std**2 - channel.noise_std**2
+        return max(0.0, self.surrogate_std**2 - channel.noise_std**2)
 
     def recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
