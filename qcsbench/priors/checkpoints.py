@@ -12,19 +12,22 @@ from qcsbench.errors import ConfigError
 SHOWN = 5  # key names listed in an error before "and N more"
 
 
-def existing_file(path, key: str) -> Path:
+def _given(path, key: str, hint: str) -> Path:
+    """path as a Path; an unset one (null, empty, Hydra's ???) stops with ``hint``."""
     if path is None or str(path) in ("", "None", "null", "???"):
-        raise ConfigError(f"{key} is not set: give the path of the checkpoint file, e.g. {key}=/path/to/model.pt.")
-    file = Path(str(path)).expanduser()
+        raise ConfigError(f"{key} is not set: {hint}")
+    return Path(str(path)).expanduser()
+
+
+def existing_file(path, key: str) -> Path:
+    file = _given(path, key, f"give the path of the checkpoint file, e.g. {key}=/path/to/model.pt.")
     if not file.is_file():
         raise ConfigError(f"{key}={path} is not an existing file: give the path of the checkpoint file.")
     return file
 
 
 def existing_dir(path, key: str) -> Path:
-    if path is None or str(path) in ("", "None", "null", "???"):
-        raise ConfigError(f"{key} is not set: give the folder of the model (the one holding config.json).")
-    folder = Path(str(path)).expanduser()
+    folder = _given(path, key, "give the folder of the model (the one holding config.json).")
     if not folder.is_dir():
         raise ConfigError(f"{key}={path} is not an existing folder: give the folder that holds the model's config.json.")
     return folder
