@@ -61,16 +61,12 @@ def gradient_prox(problem, steps: int, step_size: float, extra_var: float = 0.0)
 def gaussian_prox(operator, y, noise_std: float):
     """The exact argmin_x ||y - A x||^2 / (2 s^2) + (rho/2)||x - x0_hat||^2
     = x0_hat + A^T (A A^T + rho s^2 I)^{-1} (y - A x0_hat), with A A^T = U diag(d) U^T cached
-    by the operator (U = None stands for the identity). DiffPIR's data step."""
-    d, u = operator.gram_eig()
+    by the operator. DiffPIR's data step."""
+    d = operator.gram_eig()[0]
     var = noise_std**2
 
     def prox(x0_hat, rho):
         r = y - operator.forward(x0_hat)
-        if u is None:
-            w = r / (d + rho * var)
-        else:
-            w = ((r @ u) / (d + rho * var)) @ u.T
-        return x0_hat + operator.adjoint(w)
+        return x0_hat + operator.adjoint(operator.gram_filter(r, 1.0 / (d + rho * var)))
 
     return prox

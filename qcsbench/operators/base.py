@@ -31,6 +31,7 @@ class Operator:
         self.n = math.prod(self.shape)
         self.m = int(m)
         self._gram_eig = None
+        self._gram_u_t = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,6 +54,18 @@ class Operator:
     def gram_max_eig(self) -> float:
         """lambda_max(A A^T), cached with the eigendecomposition."""
         return float(self.gram_eig()[0].max())
+
+    def gram_filter(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """U diag(w) U^T h for each row of h (B, M), w of shape (M,) or (B, M): a function of
+        A A^T applied by two (B, M) x (M, M) products, never an M x M matrix per image.
+        U = None (an operator whose A A^T is diagonal) stands for the identity."""
+        _, u = self.gram_eig()
+        if u is None:
+            return w * h
+        if self._gram_u_t is None:
+            # a product with the transposed view of U runs about half as fast on CPU
+            self._gram_u_t = u.T.contiguous()
+        return ((h @ u) * w) @ self._gram_u_t
 
     def gram_eig(self):
         """(d, U) with A A^T = U diag(d) U^T, d ascending; computed in float64 once and cached."""
