@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
-from qcsbench.priors.trained import FORMAT, atomic_save  # noqa: E402
+from qcsbench.priors.trained import FORMAT  # noqa: E402
+from qcsbench.tracking import save_tensors  # noqa: E402
 from qcsbench.runner import resolve_device  # noqa: E402
 
 log = logging.getLogger("train_prior")
@@ -86,8 +87,8 @@ def main(cfg: DictConfig) -> None:
     started = time.time()
 
     def save():
-        atomic_save(payload(net, ema, cfg, train.shape, step, running, True, opt), ckpt)
-        atomic_save(payload(net, ema, cfg, train.shape, step, running, False), out_dir / "prior.pt")
+        save_tensors(ckpt, payload(net, ema, cfg, train.shape, step, running, True, opt))
+        save_tensors(out_dir / "prior.pt", payload(net, ema, cfg, train.shape, step, running, False))
 
     while step < cfg.max_steps:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 7919 + step))

@@ -1,8 +1,6 @@
 """Reading checkpoint files with errors a person can act on (one sentence, naming the key)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -74,13 +72,3 @@ def load_state(module: torch.nn.Module, state: dict, key: str, what: str) -> Non
                           f"(first {k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} expected); "
                           f"check the prior= option and its architecture settings.")
     module.load_state_dict(state, strict=True)
-
-
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary name, then rename: a killed job never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

@@ -9,15 +9,13 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 
 from qcsbench.priors.base import Prior, geometric_sigmas
+from qcsbench.tracking import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +74,6 @@ class GaussianMixturePrior(Prior):
         return -(weighted @ self.u_cat_t).view_as(x)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,
                seed: int = 0, max_iter: int = 100, cache_dir: str = "~/.cache/qcsbench",
                sigma_max: float = 50.0, sigma_min: float = 0.01, num_levels: int = 232,
@@ -100,7 +90,7 @@ def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_tra
     key = dict(dataset=dataset_cfg, n_components=n_components, reg_covar=reg_covar, max_train=max_train,
                seed=seed, max_iter=max_iter)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(os.path.expanduser(cache_dir)) / f"gmm-{digest}.pt"
+    path = Path(cache_dir).expanduser() / f"gmm-{digest}.pt"
     sigmas = geometric_sigmas(sigma_max, sigma_min, num_levels)
     if path.is_file():
         state = torch.load(path, weights_only=True)
@@ -115,6 +105,6 @@ def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_tra
     gm = GaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, random_state=seed,
                          max_iter=max_iter).fit(data)
     prior = GaussianMixturePrior.from_covariances(gm.weights_, gm.means_, gm.covariances_, train.shape, sigmas)
-    _atomic_save(dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
-                      eigvecs=prior.eigvecs, shape=list(train.shape), key=json.dumps(key, sort_keys=True)), path)
+    save_tensors(path, dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
+                            eigvecs=prior.eigvecs, shape=list(train.shape), key=json.dumps(key, sort_keys=True)))
     return prior

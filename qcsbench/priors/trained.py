@@ -12,7 +12,7 @@ import torch
 
 from qcsbench.errors import ConfigError
 from qcsbench.priors.base import geometric_sigmas
-from qcsbench.priors.checkpoints import atomic_save, load_file, load_state  # noqa: F401  (atomic_save re-exported)
+from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 
@@ -29,7 +29,6 @@ class TrainedPrior(NetworkPrior):
         s = torch.full((x.shape[0],), 2 * sigma, device=x.device, dtype=x.dtype)
         d = (denoise_centered(self._forward, 2 * x - 1, s) + 1) / 2
         return (d - x) / sigma**2
-
 
 
 def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = True, sigma_max=None,
