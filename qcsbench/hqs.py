@@ -25,10 +25,10 @@ from qcsbench.data_term import nll_grad
 
 
 @torch.no_grad()
-def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, device=None, progress=True):
+def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, progress=True):
     """Run the loop from pure noise x_T = sigma_1 * eps; returns (x0, nfe, first_x0_hat)."""
     sigmas = [float(s) for s in sigmas]
-    x = sigmas[0] * rng.randn(*shape).to(device)
+    x = sigmas[0] * rng.randn(*shape)
     first = None
     for i, sigma in enumerate(tqdm(sigmas, desc="hqs", leave=False, disable=None if progress else True)):
         x0_hat = prior.denoise(x, sigma)
@@ -38,7 +38,7 @@ def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, device=No
         if i == len(sigmas) - 1:
             return x0, len(sigmas), first
         eps = (x - x0) / sigma
-        x = x0 + sigmas[i + 1] * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * rng.randn(*shape).to(device))
+        x = x0 + sigmas[i + 1] * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * rng.randn(*shape))
 
 
 def gradient_prox(problem, steps: int, step_size: float, extra_var: float = 0.0):

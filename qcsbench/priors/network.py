@@ -67,6 +67,3 @@ class NetworkPrior(Prior):
 
     def _score(self, x, sigma: float) -> torch.Tensor:
         raise NotImplementedError
-
-    def check_shape(self, shape, key="prior") -> None:
-        pass
