@@ -347,6 +347,12 @@ def test_wrong_architecture_lists_the_keys(make_cfg, tmp_path):
              "prior.sigma_max=90")
 
 
+def test_unsupported_adm_schedule_is_refused(make_cfg, tmp_path):
+    adm_file(tmp_path / "adm.pt")
+    with pytest.raises(ConfigError, match=r"prior\.noise_schedule=cosine is not supported"):
+        load(make_cfg, "prior=adm_ffhq", f"prior.checkpoint={tmp_path / 'adm.pt'}", "prior.noise_schedule=cosine")
+
+
 def test_speed_knobs_are_checked(make_cfg, tmp_path):
     ncsnv2_file(tmp_path / "c.pth")
     with pytest.raises(ConfigError, match=r"prior\.autocast=fp8 is not allowed"):

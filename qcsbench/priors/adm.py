@@ -13,6 +13,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qcsbench.errors import ConfigError
+from qcsbench.priors.checkpoints import load_file, load_state
+from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, linear_alphas_cumprod, vp_sigmas
+
 
 class GroupNorm32(nn.GroupNorm):
     """GroupNorm(32) computed in float32 (as the original, which matters under fp16)."""
@@ -191,9 +195,6 @@ class ADMUNet(nn.Module):
 
 # ---------------------------------------------------------------------------------------
 # The prior: an ADM checkpoint (a plain state dict) behind the VE interface.
-
-from qcsbench.priors.checkpoints import load_file, load_state  # noqa: E402
-from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, linear_alphas_cumprod, vp_sigmas  # noqa: E402
 
 
 class ADMPrior(VPEpsilonPrior):
