@@ -12,6 +12,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qcsbench.errors import ConfigError
+from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.checkpoints import load_file, load_state
+from qcsbench.priors.network import NetworkPrior, nearest_level
+
 
 class InstanceNorm2dPlus(nn.Module):
     """Instance norm that puts back the (normalized) channel means, scaled by alpha."""
@@ -183,6 +188,8 @@ class NCSNv2(nn.Module):
             self.refine2 = RefineBlock([2 * n, 2 * n], 2 * n, act)
             self.refine3 = RefineBlock([2 * n, 2 * n], n, act)
             self.refine4 = RefineBlock([n, n], n, act, end=True)
+            self.encoder = ["res1", "res2", "res3", "res4"]
+            self.decoder = ["refine1", "refine2", "refine3", "refine4"]
         else:
             self.res3 = pair(2 * n, 2 * n)
             self.res31 = pair(2 * n, 2 * n)
@@ -194,48 +201,28 @@ class NCSNv2(nn.Module):
             self.refine3 = RefineBlock([2 * n, 2 * n], 2 * n, act)
             self.refine4 = RefineBlock([2 * n, 2 * n], n, act)
             self.refine5 = RefineBlock([n, n], n, act, end=True)
-
-    @staticmethod
-    def _run(blocks, x):
-        for block in blocks:
-            x = block(x)
-        return x
+            self.encoder = ["res1", "res2", "res3", "res31", "res4", "res5"]
+            self.decoder = ["refine1", "refine2", "refine31", "refine3", "refine4", "refine5"]
 
     def forward(self, x, y):
+        # encoder stages from fine to coarse; the refine chain starts at the coarsest and
+        # fuses each finer stage in turn (the official forward, written once for both nets)
         h = self.begin_conv(2 * x - 1)
-        if not self.deepest:
-            l1 = self._run(self.res1, h)
-            l2 = self._run(self.res2, l1)
-            l3 = self._run(self.res3, l2)
-            l4 = self._run(self.res4, l3)
-            r = self.refine1([l4], l4.shape[2:])
-            r = self.refine2([l3, r], l3.shape[2:])
-            r = self.refine3([l2, r], l2.shape[2:])
-            out = self.refine4([l1, r], l1.shape[2:])
-        else:
-            l1 = self._run(self.res1, h)
-            l2 = self._run(self.res2, l1)
-            l3 = self._run(self.res3, l2)
-            l31 = self._run(self.res31, l3)
-            l4 = self._run(self.res4, l31)
-            l5 = self._run(self.res5, l4)
-            r = self.refine1([l5], l5.shape[2:])
-            r = self.refine2([l4, r], l4.shape[2:])
-            r = self.refine31([l31, r], l31.shape[2:])
-            r = self.refine3([l3, r], l3.shape[2:])
-            r = self.refine4([l2, r], l2.shape[2:])
-            out = self.refine5([l1, r], l1.shape[2:])
+        features = []
+        for name in self.encoder:
+            for block in getattr(self, name):
+                h = block(h)
+            features.append(h)
+        coarsest = features.pop()
+        out = getattr(self, self.decoder[0])([coarsest], coarsest.shape[2:])
+        for name, feature in zip(self.decoder[1:], reversed(features)):
+            out = getattr(self, name)([feature, out], feature.shape[2:])
         out = self.end_conv(self.act(self.normalizer(out)))
         return out / self.sigmas[y].view(-1, *[1] * (x.dim() - 1)).to(out.dtype)
 
 
 # ---------------------------------------------------------------------------------------
 # The prior: an official checkpoint file behind the VE interface.
-
-from qcsbench.errors import ConfigError  # noqa: E402
-from qcsbench.priors.base import geometric_sigmas  # noqa: E402
-from qcsbench.priors.checkpoints import load_file, load_state  # noqa: E402
-from qcsbench.priors.network import NetworkPrior, nearest_level  # noqa: E402
 
 
 def strip_prefix(state: dict, prefix: str = "module.") -> dict:
