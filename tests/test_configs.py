@@ -1,6 +1,4 @@
 """Every config file composes, and the ones that need no files on disk instantiate."""
-from pathlib import Path
-
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf

@@ -8,7 +8,7 @@ import scipy.stats
 import torch
 
 from conftest import TINY, run_cli
-from qcsbench.channels import GaussianNoise, Measurement, UniformQuantizer
+from qcsbench.channels import GaussianNoise, UniformQuantizer
 from qcsbench.channels.interval import one_sided_moments, truncated_normal_moments
 from qcsbench.ep import EPLikelihoodScore
 from qcsbench.likelihood_scores import DiagonalLikelihoodScore

@@ -3,15 +3,13 @@ script, and the shipped ``prior=ncsn_mnist``."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from qcsbench.data import embedded_mnist
 from qcsbench.priors.trained import WEIGHTS, trained_prior
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file
 
 pytestmark = pytest.mark.slow

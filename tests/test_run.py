@@ -2,11 +2,9 @@
 import csv
 import glob
 import json
-import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from conftest import TINY, run_cli
 from qcsbench import metrics
