@@ -31,6 +31,11 @@ def existing_dir(path, key: str) -> Path:
     return folder
 
 
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message (at most 200 characters), for a one-sentence error."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def load_file(path, key: str, weights_only: bool = True):
     """torch.load on the CPU; an unreadable file becomes a ConfigError naming ``key``.
 
@@ -40,8 +45,7 @@ def load_file(path, key: str, weights_only: bool = True):
     try:
         return torch.load(file, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # any failure to unpickle means the file is not a checkpoint we can read
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{key}={path} could not be read as a PyTorch checkpoint ({first[:200]}).") from None
+        raise ConfigError(f"{key}={path} could not be read as a PyTorch checkpoint ({first_line(err)}).") from None
 
 
 def _listed(keys) -> str:

@@ -9,18 +9,15 @@ ScoreSdeVeScheduler config.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
 
 from qcsbench.errors import ConfigError
 from qcsbench.priors.base import geometric_sigmas
-from qcsbench.priors.checkpoints import existing_dir
+from qcsbench.priors.checkpoints import existing_dir, first_line
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
-
-log = logging.getLogger(__name__)
 
 
 def _folders(path, key="prior.path"):
@@ -43,8 +40,7 @@ def load_unet(folder: Path, key="prior.path"):
     try:
         return UNet2DModel.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
     except Exception as err:  # diffusers raises several types for unreadable / foreign folders
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"{key}={folder} could not be loaded as a diffusers UNet2DModel ({first[:200]}).") from None
+        raise ConfigError(f"{key}={folder} could not be loaded as a diffusers UNet2DModel ({first_line(err)}).") from None
 
 
 def _shape(unet):
