@@ -146,15 +146,20 @@ def plots(runs, out: Path) -> list[Path]:
     return [p for p in made if p is not None]
 
 
-def aggregate(folders, out=None) -> dict:
-    runs = find_runs(folders)
-    if not runs:
-        raise SystemExit(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/overrides.yaml)")
-    out = Path(out or folders[0])
+def write_outputs(runs, out) -> dict:
+    """runs.csv, table.md and the plots of ``runs`` in ``out``."""
+    out = Path(out)
     tracking.write_text(out / "runs.csv", runs_csv(runs))
     table = markdown_table(runs)
     tracking.write_text(out / "table.md", table)
     return dict(runs=runs, table=table, plots=plots(runs, out), out=out)
+
+
+def aggregate(folders, out=None) -> dict:
+    runs = find_runs(folders)
+    if not runs:
+        raise SystemExit(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/overrides.yaml)")
+    return write_outputs(runs, out or folders[0])
 
 
 def from_wandb(path: str, group: str | None = None) -> list[dict]:

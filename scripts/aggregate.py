@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qcsbench import aggregate, tracking  # noqa: E402
+from qcsbench import aggregate  # noqa: E402
 
 
 def main():
@@ -24,11 +24,7 @@ def main():
     parser.add_argument("--group", help="with --wandb: only this group (sweep)")
     args = parser.parse_args()
     if args.wandb:
-        out = Path(args.out or ".")
-        runs = aggregate.from_wandb(args.wandb, args.group)
-        tracking.write_text(out / "runs.csv", aggregate.runs_csv(runs))
-        tracking.write_text(out / "table.md", aggregate.markdown_table(runs))
-        result = dict(runs=runs, table=aggregate.markdown_table(runs), plots=aggregate.plots(runs, out), out=out)
+        result = aggregate.write_outputs(aggregate.from_wandb(args.wandb, args.group), args.out or ".")
     elif args.folders:
         result = aggregate.aggregate(args.folders, args.out)
     else:
