@@ -82,8 +82,7 @@ def main():
         x = test_set.batch(indices).to(device)
         problem = Problem(operator, channel, channel.measure(operator.forward(x), ImageRandom(cfg.seed, indices,
                                                                                                 MEASUREMENT, device)))
-        if hasattr(operator, "gram_eig") and name == "qcs_sgm_plus":
-            operator.gram_eig()  # a one-off cost per operator, cached: not part of a step
+        operator.gram_eig()  # EP and DiffPIR use it: a one-off cost per operator, cached, not part of a step
         tic = time.perf_counter()
         result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
         if device.type == "cuda":

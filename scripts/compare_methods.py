@@ -1,6 +1,7 @@
 """Run several methods on the same experiment through run.py and print one Markdown table.
 
-    python scripts/compare_methods.py --methods qcs_sgm diff_onebit dps --m 200 400 -- num_images=16
+    python scripts/compare_methods.py --m 200 400 -- num_images=16       # every method
+    python scripts/compare_methods.py --methods qcs_sgm diff_onebit --m 200 -- num_images=16
 Every run shares prior, A (operator.seed) and y (seed), so only the method differs. Results go to
 outputs/compare/<method>_m<M>/; a run whose metrics.json exists is read, not repeated (--force redoes it).
 """
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["qcs_sgm", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
+METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
 
 
 def main():
