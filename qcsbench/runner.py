@@ -157,7 +157,8 @@ def run(cfg: DictConfig) -> dict:
     method = build(cfg.method)
     logger = build(cfg.logger)
     operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    key = result_key(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    key = result_key(config)
     store = ResultStore(Path(str(cfg.results_dir)).expanduser(), key) if cfg.resume else None
     records = store.load(range(num_images)) if store else {}
     batches = batches_to_run(num_images, batch_size, records, batch_coupled(key))
@@ -171,7 +172,7 @@ def run(cfg: DictConfig) -> dict:
                  len(records), num_images, store.dir, len(todo))
     tracking.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    logger.start(OmegaConf.to_container(cfg, resolve=True), run_dir, run_id=store.id if store else None,
+    logger.start(config, run_dir, run_id=store.id if store else None,
                  **job_identity(cfg))
     exit_code = 1
     try:

@@ -8,12 +8,12 @@ the images that are missing.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from qcsbench import tracking
 
@@ -21,10 +21,9 @@ from qcsbench import tracking
 IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra"}
 
 
-def result_key(cfg) -> dict:
-    """The resolved settings a per-image result depends on."""
-    full = OmegaConf.to_container(cfg, resolve=True)
-    key = {k: v for k, v in full.items() if k not in IGNORED}
+def result_key(full: dict) -> dict:
+    """The settings a per-image result depends on, from the resolved config as a dict."""
+    key = copy.deepcopy({k: v for k, v in full.items() if k not in IGNORED})
     key.get("method", {}).pop("progress", None)
     key.get("prior", {}).pop("cache_dir", None)
     if batch_coupled(key):
