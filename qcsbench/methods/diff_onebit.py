@@ -11,14 +11,15 @@ from qcsbench.problem import Recovery
 
 class DiffOneBit(Method):
     """num_levels: diffusion steps (= NFE); inner_steps: the gradient steps of the data step, each
-    of size step_ratio times the largest stable one (``stable_step``, 2 s^2 / lambda_max(A A^T) for a
-    likelihood of width s), so no problem makes it diverge; lam: rho_t = lam / sigma_t^2; zeta: fresh noise when re-noising (1 = DDPM-like,
-    0 = deterministic). The ladder is geometric from sigma_max to sigma_min (null: the prior's)."""
+    step_ratio times the largest stable one (``stable_step``: 2 s^2 / lambda_max(A A^T) for a
+    likelihood of width s), so no problem makes them diverge; lam: rho_t = lam / sigma_t^2;
+    zeta: fresh noise when re-noising (1 = DDPM-like, 0 = deterministic). The ladder is geometric
+    from sigma_max to sigma_min (null: the prior's)."""
 
     name = "diff_onebit"
 
-    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=5, step_ratio=1.0, lam=0.1, zeta=1.0,
-                 surrogate_std=0.2, sigma_max=None, sigma_min=None, progress=True):
+    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=20, step_ratio=1.0, lam=0.1, zeta=1.0,
+                 surrogate_std=0.25, sigma_max=None, sigma_min=None, progress=True):
         if int(inner_steps) < 0 or not 0 < step_ratio <= 1 or not lam > 0 or not 0 <= zeta <= 1:
             raise ConfigError(f"method.inner_steps={inner_steps}, step_ratio={step_ratio}, lam={lam}, zeta={zeta} are not "
                               "allowed: use inner_steps >= 0, 0 < step_ratio <= 1, lam > 0 and 0 <= zeta <= 1.")
