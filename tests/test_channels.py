@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from qcsbench.channels import GaussianNoise, UniformQuantizer
+from qcsbench.channels.interval import truncated_normal_moments
 from qcsbench.errors import ConfigError
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 
@@ -211,6 +212,31 @@ def test_16_bit_tilted_moments_in_float32_sit_in_the_narrow_bin():
     centre = (lower + upper) / 2 - off
     assert torch.isfinite(tilted_mean).all() and torch.isfinite(tilted_var).all()
     assert torch.allclose(tilted_mean.double()[inner], centre[inner], rtol=1e-6, atol=1e-6)
+    # and the variance of a uniform distribution over the bin (the Gaussian is flat across it)
+    assert torch.allclose(tilted_var.double()[inner], (upper - lower)[inner] ** 2 / 12, rtol=1e-4)
+
+
+def exact_truncated_variance_mp(a, b):
+    """Var[t | a <= t < b], t ~ N(0, 1), in 60-digit arithmetic (an upper-tail bin mirrored)."""
+    mpmath.mp.dps = 60
+    a, b = mpmath.mpf(a), mpmath.mpf(b)
+    if a > 0:
+        a, b = -b, -a
+    p = mpmath.ncdf(b) - mpmath.ncdf(a)
+    r = (mpmath.npdf(a) - mpmath.npdf(b)) / p
+    return float(1 + (a * mpmath.npdf(a) - b * mpmath.npdf(b)) / p - r * r)
+
+
+@pytest.mark.parametrize("a", [-30.0, -3.0, 0.0, 2.0, 25.0])
+def test_truncated_variance_of_narrow_bins(a):
+    """From a tenth of a standard deviation down to 1e-10 wide, where the textbook formula's terms
+    of size a^2 cancel to a result of size width^2 / 12."""
+    widths = torch.tensor([1e-1, 1e-2, 3e-3, 2e-3, 1e-3, 1e-4, 1e-6, 1e-10], dtype=torch.float64)
+    lower = torch.full_like(widths, a)
+    _, var = truncated_normal_moments(torch.zeros_like(widths), torch.ones_like(widths), lower, lower + widths)
+    for w, v in zip(widths.tolist(), var.tolist()):
+        assert v == pytest.approx(exact_truncated_variance_mp(a, (torch.tensor(a, dtype=torch.float64) + w).item()),
+                                  rel=1e-5)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
