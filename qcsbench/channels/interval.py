@@ -94,7 +94,6 @@ def truncated_normal_moments(mean: torch.Tensor, var: torch.Tensor, lower: torch
     return (mean + s * ratio).to(dtype), (var * shrink).to(dtype)
 
 
-
 def exponential_variance(k: torch.Tensor) -> torch.Tensor:
     """Variance of u on [-1, 1] with density proportional to exp(-k u): 1/k^2 - 1/sinh(k)^2,
     by its series 1/3 - k^2/15 + 2 k^4/189 near 0, where the difference cancels."""
