@@ -1,6 +1,6 @@
 """Every method's defaults stay finite on the default experiment (MNIST, M = 200, sigma = 0.05,
 Gaussian A, the Gaussian-mixture prior) at every bit depth, 16 bits included. Two digits and a
-ladder shortened to 15 levels (its ends unchanged) keep it fast; the problem is built once per bit depth."""
+ladder shortened to 10 levels (its ends unchanged) keep it fast; the problem is built once per bit depth."""
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -12,9 +12,9 @@ from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 
 BITS = [1, 2, 3, 4, 8, 16]
 METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
-LANGEVIN = dict(num_levels=15, steps_per_level=2)
-SHORT = {"qcs_sgm": LANGEVIN, "qcs_sgm_plus": LANGEVIN, "ald": LANGEVIN, "diff_onebit": dict(num_levels=15),
-         "dps": dict(num_levels=15), "diffpir": dict(num_levels=15), "biht": {}, "oneshot": {}}
+LANGEVIN = dict(num_levels=10, steps_per_level=2)
+SHORT = {"qcs_sgm": LANGEVIN, "qcs_sgm_plus": LANGEVIN, "ald": LANGEVIN, "diff_onebit": dict(num_levels=10),
+         "dps": dict(num_levels=10), "diffpir": dict(num_levels=10), "biht": {}, "oneshot": {}}
 INDICES = [0, 1]
 
 
