@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qcsbench.data_term import nll_grad
+from qcsbench.errors import ConfigError
 
 
 @torch.no_grad()
@@ -41,12 +42,29 @@ def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, progress=
         x = x0 + sigmas[i + 1] * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * rng.randn(*shape))
 
 
+def stable_step(problem, extra_var: float = 0.0) -> float:
+    """2 / Lip(grad L) with Lip(grad L) <= lambda_max(A A^T) c, c the channel's curvature bound
+    (1 / s^2 for Gaussian noise of variance s^2, with or without bins): the largest step
+    ``gradient_prox`` can take on every problem.
+
+    Why it matters: a linearised proximal step scales an error along a direction of curvature h
+    by (1 - eta h) / (1 + eta rho), and rho = lam / sigma_t^2 is ~0 at the first levels, so
+    eta h > 2 makes it grow. A 1-bit bin hides a too-large step (past its single edge the pull
+    vanishes); a bin with two edges does not: the step overshoots to beyond the far edge, which
+    pulls back harder, and the iterate diverges within a few steps."""
+    lip = problem.operator.gram_max_eig() * problem.channel.curvature_bound(extra_var)
+    if not 0 < lip < float("inf"):
+        raise ConfigError("method.surrogate_std=null is not allowed for a noiseless quantizer (its likelihood is a "
+                          "step function, no gradient step is stable): set method.surrogate_std > 0.")
+    return 2.0 / lip
+
+
 def gradient_prox(problem, steps: int, step_size: float, extra_var: float = 0.0):
     """Approximate argmin_x L(x) + (rho/2)||x - x0_hat||^2 by ``steps`` linearised proximal steps
     from x0_hat: x <- argmin_u <grad L(x), u> + ||u - x||^2 / (2 eta) + (rho/2)||u - x0_hat||^2.
     The quadratic is handled exactly, so a large rho (small sigma_t) never makes a step unstable;
-    only eta < 2 / Lip(grad L) matters. extra_var widens the likelihood (noise variance
-    noise_std^2 + extra_var): a smoother surrogate. Diff-OneBit's data step."""
+    only eta < 2 / Lip(grad L) matters (``stable_step``). extra_var widens the likelihood (noise
+    variance noise_std^2 + extra_var): a smoother surrogate. Diff-OneBit's data step."""
     eta = float(step_size)
 
     def prox(x0_hat, rho):

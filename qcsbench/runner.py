@@ -131,7 +131,8 @@ def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -
     tracking.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
     tracking.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
                                                      indices=torch.tensor([r["index"] for r in records])))
-    grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon])
+    diverged = [i for i, r in enumerate(records) if r["row"]["status"] == "diverged"]
+    grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon], diverged=diverged)
     tracking.write_json(run_dir / "metrics.json", summary)
     return grid
 

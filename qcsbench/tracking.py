@@ -60,15 +60,23 @@ def finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def tile(images: torch.Tensor, ncol: int, pad: int = 1) -> np.ndarray:
-    """(B, C, H, W) in [0, 1] -> one (rows*H, ncol*W, C) uint8 array, white gaps between images."""
+DIVERGED = (220, 20, 20)  # the frame around a recovery that is NaN or Inf
+
+
+def tile(images: torch.Tensor, ncol: int, pad: int = 1, marked=()) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] -> one (rows*H, ncol*W, 3) RGB uint8 array, white gaps between images.
+    NaN pixels are mid-grey (black would pass for a dark recovery); the images whose index is
+    in ``marked`` get a red frame in the gap around them."""
     b, c, h, w = images.shape
     nrow = math.ceil(b / ncol)
-    out = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), dtype=np.float64)
-    imgs = images.detach().cpu().double().nan_to_num(0.0).clamp(0, 1).numpy().transpose(0, 2, 3, 1)
+    out = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), dtype=np.float64)
+    imgs = images.detach().cpu().double().nan_to_num(0.5).clamp(0, 1).numpy().transpose(0, 2, 3, 1)
+    imgs = np.broadcast_to(imgs, (b, h, w, 3)) if c == 1 else imgs
     for i in range(b):
         r, col = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
+        if i in marked:
+            out[top - pad:top + h + pad, left - pad:left + w + pad] = np.array(DIVERGED) / 255
         out[top:top + h, left:left + w] = imgs[i]
     return (out * 255).round().astype(np.uint8)
 
@@ -80,16 +88,16 @@ def minmax(images: torch.Tensor) -> torch.Tensor:
     return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(images)
 
 
-def save_grid(path, panels: list[torch.Tensor], scale: int = 2) -> Path:
-    """Panels side by side (truth | back-projection | recovery), each a square-ish tile of the images."""
+def save_grid(path, panels: list[torch.Tensor], scale: int = 2, diverged=()) -> Path:
+    """Panels side by side (truth | back-projection | recovery), each a square-ish tile of the images;
+    the recoveries whose index is in ``diverged`` are framed in red."""
     ncol = math.ceil(math.sqrt(panels[0].shape[0]))
-    tiles = [tile(p, ncol) for p in panels]
-    gap = np.full((tiles[0].shape[0], 4, tiles[0].shape[2]), 128, dtype=np.uint8)
+    tiles = [tile(p, ncol) for p in panels[:-1]] + [tile(panels[-1], ncol, marked=set(diverged))]
+    gap = np.full((tiles[0].shape[0], 4, 3), 128, dtype=np.uint8)
     parts = []
     for t in tiles:
         parts += [t, gap]
-    arr = np.concatenate(parts[:-1], axis=1)
-    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    img = Image.fromarray(np.concatenate(parts[:-1], axis=1))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 

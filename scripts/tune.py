@@ -1,6 +1,6 @@
 """Tune a method's knobs on MNIST test images 500-515 (not the first 16 that results report).
 
-    python scripts/tune.py diff_onebit m=200 lam=1,3 step_size=1e-4,2e-4
+    python scripts/tune.py diff_onebit m=200 lam=0.1,0.3 step_ratio=0.5,1
 Prints mean PSNR / psnr_scaled for each combination (product of the lists). Top-level keys
 (m, bits, noise_std, quantizer, num_images, prior, ...) set the experiment; any other key is
 a method knob, given to Hydra as method.KEY=VALUE, so values parse as on the run.py command line."""

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from qcsbench.channels import GaussianNoise, UniformQuantizer
+from qcsbench.channels.interval import truncated_normal_moments
 from qcsbench.errors import ConfigError
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 
@@ -166,3 +167,92 @@ def test_reference_clamps_reproduce_the_reference_formula(bits):
     # far from the bin the clamped pull collapses while the exact one grows
     z = torch.where(torch.isfinite(meas.upper), meas.upper + 4.0, meas.lower - 4.0)  # 40 s outside
     assert float(ref.grad(meas, z, 0.0).abs().max()) < 1e-3 < float(q.grad(meas, z, 0.0).abs().min())
+
+
+# --- narrow bins and the known dither ---------------------------------------------------
+
+def exact_log_prob_mp(z, lower, upper, s):
+    """log[Phi(b) - Phi(a)], a = (l-z)/s, b = (u-z)/s, in 60-digit arithmetic from the float values as
+    given; an upper-tail bin as Phi(-a) - Phi(-b), whose terms are small (mpmath keeps relative precision)."""
+    mpmath.mp.dps = 60
+    z, s = mpmath.mpf(float(z)), mpmath.mpf(float(s))
+    a, b = (mpmath.mpf(float(lower)) - z) / s, (mpmath.mpf(float(upper)) - z) / s
+    p = mpmath.ncdf(-a) - mpmath.ncdf(-b) if a > 0 else mpmath.ncdf(b) - mpmath.ncdf(a)
+    return float(mpmath.log(p))
+
+
+@pytest.mark.parametrize("beta", [10.0, 50.0, 200.0])
+def test_16_bit_bins_keep_their_probability_in_float32(beta):
+    """A 16-bit bin is 2^-16 of the range wide; at QCS-SGM's first levels (s ~ 100) the float32
+    edges, standardised in float32, used to round together: log P = -inf and a NaN gradient."""
+    q = UniformQuantizer(16, noise_std=0.05)
+    z0 = 0.6 * torch.randn(2, M, generator=torch.Generator().manual_seed(0))
+    meas = measure(q, z0, range(2))
+    extra = torch.full((M,), beta**2 * 3.92)  # beta^2 ||a_m||^2 with N / M = 3.92, as on MNIST at M = 200
+    s = (q.noise_std**2 + extra[0].double()).sqrt()
+    z = 3 * float(s) * torch.randn(2, M, generator=torch.Generator().manual_seed(1))  # a state at level beta
+    log_p, g = q.log_likelihood(meas, z, extra), q.grad(meas, z, extra)
+    assert log_p.dtype == g.dtype == torch.float32 and torch.isfinite(log_p).all() and torch.isfinite(g).all()
+    for i in range(0, M, 5):
+        args = (z[0, i], meas.lower[0, i], meas.upper[0, i], s)
+        assert float(log_p[0, i]) == pytest.approx(exact_log_prob_mp(*args), rel=1e-6)
+        assert float(g[0, i]) == pytest.approx(exact_grad_mp(*args), rel=1e-5, abs=1e-12)
+
+
+def test_16_bit_tilted_moments_in_float32_sit_in_the_narrow_bin():
+    """EP's tilted mean for a bin far narrower than the Gaussian is the bin's centre, also when
+    the offset is large (the edges used to lose the bin in float32 before moving to float64)."""
+    q = UniformQuantizer(16, noise_std=0.05)
+    meas = measure(q, 0.6 * torch.randn(2, M, generator=torch.Generator().manual_seed(0)), range(2))
+    offset = 2000 * torch.randn(2, M, generator=torch.Generator().manual_seed(1))  # float32 spacing > the bin
+    mean, var = torch.zeros(2, M), torch.full((2, M), 1000.0**2)
+    tilted_mean, tilted_var = q.tilted_moments(meas, offset, mean, var)
+    lower, upper, off = meas.lower.double(), meas.upper.double(), offset.double()
+    inner = torch.isfinite(lower) & torch.isfinite(upper)
+    centre = (lower + upper) / 2 - off
+    assert torch.isfinite(tilted_mean).all() and torch.isfinite(tilted_var).all()
+    assert torch.allclose(tilted_mean.double()[inner], centre[inner], rtol=1e-6, atol=1e-6)
+    # and the variance of a uniform distribution over the bin (the Gaussian is flat across it)
+    assert torch.allclose(tilted_var.double()[inner], (upper - lower)[inner] ** 2 / 12, rtol=1e-4)
+
+
+def exact_truncated_variance_mp(a, b):
+    """Var[t | a <= t < b], t ~ N(0, 1), in 60-digit arithmetic (an upper-tail bin mirrored)."""
+    mpmath.mp.dps = 60
+    a, b = mpmath.mpf(a), mpmath.mpf(b)
+    if a > 0:
+        a, b = -b, -a
+    p = mpmath.ncdf(b) - mpmath.ncdf(a)
+    r = (mpmath.npdf(a) - mpmath.npdf(b)) / p
+    return float(1 + (a * mpmath.npdf(a) - b * mpmath.npdf(b)) / p - r * r)
+
+
+@pytest.mark.parametrize("a", [-30.0, -3.0, 0.0, 2.0, 25.0])
+def test_truncated_variance_of_narrow_bins(a):
+    """From a tenth of a standard deviation down to 1e-10 wide, where the textbook formula's terms
+    of size a^2 cancel to a result of size width^2 / 12."""
+    widths = torch.tensor([1e-1, 1e-2, 3e-3, 2e-3, 1e-3, 1e-4, 1e-6, 1e-10], dtype=torch.float64)
+    lower = torch.full_like(widths, a)
+    _, var = truncated_normal_moments(torch.zeros_like(widths), torch.ones_like(widths), lower, lower + widths)
+    for w, v in zip(widths.tolist(), var.tolist()):
+        assert v == pytest.approx(exact_truncated_variance_mp(a, (torch.tensor(a, dtype=torch.float64) + w).item()),
+                                  rel=1e-5)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_dequantized_dither_is_in_the_units_of_the_measurement(bits):
+    """With a known dither d the level of v + d, moved back by d, is the centre of v's bin:
+    dequantizing then errs by delta / sqrt(12) (subtractive dither), not the sqrt(2) times
+    larger error of a level that still carries d."""
+    z = torch.randn(4, 4000, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    dithered, plain = (UniformQuantizer(bits, noise_std=0.05, dither=d) for d in (True, False))
+    v = noisy(dithered, z, range(4))
+    meas = measure(dithered, z, range(4))
+    y = dithered.dequantize(meas)
+    assert bool(((meas.lower <= y) & (y <= meas.upper)).all())
+    inner = torch.isfinite(meas.lower) & torch.isfinite(meas.upper)
+    assert torch.allclose(y[inner], ((meas.lower + meas.upper) / 2)[inner], atol=1e-12)
+    rms = lambda y_: float(((y_ - v) ** 2).mean().sqrt())
+    delta = dithered.step(v)  # the same step, from v, with and without dither
+    assert rms(y) <= 1.05 * rms(plain.dequantize(measure(plain, z, range(4))))
+    assert rms(y) == pytest.approx(float((delta**2).mean().sqrt()) / 12**0.5, rel=0.05)

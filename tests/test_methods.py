@@ -9,7 +9,7 @@ from conftest import TINY, run_cli
 from qcsbench import metrics
 from qcsbench.channels import LogisticChannel, Measurement, UniformQuantizer
 from qcsbench.data_term import nll, nll_grad
-from qcsbench.hqs import gaussian_prox, gradient_prox
+from qcsbench.hqs import gaussian_prox, gradient_prox, stable_step
 from qcsbench.methods.dps import guidance_grad
 from qcsbench.methods.oneshot import OneShot
 from qcsbench.operators import DenseOperator
@@ -113,6 +113,44 @@ def test_gradient_prox_lowers_the_hqs_objective():
     objective = lambda v: nll(problem, v) + rho / 2 * ((v - x0) ** 2).flatten(1).sum(1)
     x = gradient_prox(problem, steps=50, step_size=1e-3)(x0, rho)
     assert (objective(x) < objective(x0) - 1e-3).all()
+
+
+@pytest.mark.parametrize("channel", [UniformQuantizer(1, noise_std=0.1), UniformQuantizer(2, noise_std=0.1),
+                                     UniformQuantizer(3, noise_std=0.1), LogisticChannel(temperature=0.1)])
+def test_curvature_bound_is_the_sharpest_bend_of_the_log_likelihood(channel):
+    """sup_z -d^2/dz^2 log p(y | z), by second differences of the log-likelihood along z, attained and never exceeded."""
+    extra_var = 0.02
+    problem, _, _ = small_problem(channel, m=15, batch=1)
+    z = torch.linspace(-6, 6, 4001, dtype=torch.float64)[:, None].expand(-1, 15)
+    meas = Measurement(*(t.expand(len(z), -1) for t in (problem.measurement.y, problem.measurement.lower,
+                                                         problem.measurement.upper)))
+    h = float(z[1, 0] - z[0, 0])
+    ll = channel.log_likelihood(meas, z, extra_var)
+    bend = -(ll[2:] - 2 * ll[1:-1] + ll[:-2]) / h**2
+    bound = channel.curvature_bound(extra_var)
+    assert float(bend.max()) <= bound * (1 + 1e-3) and float(bend.max()) >= 0.98 * bound
+
+
+def test_the_stable_step_keeps_a_multibit_data_step_bounded_and_three_times_it_does_not():
+    """Diff-OneBit's data step at rho = 0 (its first levels) on 2-bit bins: at the bound the iterate
+    settles; at three times it (what the fixed step 0.03 was on MNIST) it overshoots bin after bin."""
+    problem, x, _ = small_problem(UniformQuantizer(2, noise_std=0.05), m=24)
+    eta = stable_step(problem)
+    assert eta == pytest.approx(2 * 0.05**2 / float(torch.linalg.eigvalsh(problem.operator.matrix() @ problem.operator.matrix().T).max()))
+    start = torch.zeros_like(x)
+    settled = gradient_prox(problem, steps=300, step_size=eta)(start, 0.0)
+    assert torch.isfinite(settled).all() and float(nll(problem, settled).max()) < float(nll(problem, start).min())
+    with torch.no_grad():
+        wild = gradient_prox(problem, steps=300, step_size=3 * eta)(start, 0.0)
+    assert not torch.isfinite(wild).all() or float(wild.abs().max()) > 1e3 * float(settled.abs().max())
+
+
+def test_a_noiseless_quantizer_needs_a_surrogate():
+    from qcsbench.errors import ConfigError
+
+    problem, _, _ = small_problem(UniformQuantizer(2, noise_std=0.0))
+    with pytest.raises(ConfigError, match="method.surrogate_std=null"):
+        stable_step(problem)
 
 
 # --- every method on tiny MNIST with the GMM prior --------------------------------

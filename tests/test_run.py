@@ -3,8 +3,10 @@ import csv
 import glob
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import TINY, run_cli
 from qcsbench import metrics
@@ -100,6 +102,8 @@ def test_a_diverging_run_says_so_and_writes_no_nan(make_cfg, tmp_path):
     assert "NaN" not in text and "Infinity" not in text
     rows = list(csv.DictReader(open(tmp_path / "per_image.csv")))
     assert {r["status"] for r in rows} == {"diverged"} and {r["psnr"] for r in rows} == {""}
+    grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB")).astype(int)
+    assert ((grid[..., 0] > 200) & (grid[..., 1] < 60)).any()  # the diverged recoveries are framed in red
 
 
 def test_the_documented_ill_conditioned_command_does_not_diverge(make_cfg, tmp_path):

@@ -66,5 +66,14 @@ class Channel:
         """A point estimate of z + n for methods that ignore quantization: the bin's level."""
         return meas.y
 
+    def curvature_bound(self, extra_var=0.0) -> float:
+        """sup over z of -d^2/dz^2 log p(y | z): how sharply a measurement's pull can change.
+
+        With Gaussian noise of variance s^2 = noise_std^2 + extra_var it is 1/s^2, bins or not:
+        for a bin, -d^2/dz^2 log P = (1 - Var[v | bin] / s^2) / s^2 with v ~ N(z, s^2), and the
+        truncated variance is never negative. Infinite for a noiseless quantizer (a step function)."""
+        var = self.noise_std**2 + float(extra_var)
+        return 1.0 / var if var > 0 else float("inf")
+
     def total_std(self, z: torch.Tensor, extra_var) -> torch.Tensor:
         return (torch.as_tensor(extra_var, dtype=z.dtype, device=z.device) + self.noise_std**2).sqrt()

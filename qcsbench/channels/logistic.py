@@ -59,6 +59,11 @@ class LogisticChannel(Channel):
 
         return UniformQuantizer(1, noise_std=math.sqrt(self.noise_std**2 + 8 * self.temperature**2 / math.pi))
 
+    def curvature_bound(self, extra_var=0.0):
+        """-d^2/dz^2 log sigmoid(y z / s) = sigmoid'(y z / s) / s^2 <= 1 / (4 s^2), s = self.scale."""
+        s = self.scale(torch.zeros(()), extra_var)
+        return float(1.0 / (4 * s * s))
+
     def grad(self, meas, z, extra_var=0.0):
         s = self.scale(z, extra_var)
         return meas.y * torch.sigmoid(-meas.y * z / s) / s

@@ -18,7 +18,7 @@ class UniformQuantizer(Channel):
     range: ``image`` takes max and min per image (a result does not depend on the batch);
     ``batch`` takes them over the whole batch, as the reference code does.
     dither: add a known uniform dither d ~ U[-delta/2, delta/2) before quantizing; the
-    bins handed to methods are shifted back by -d.
+    bins and the levels (for more than 1 bit) handed to methods are shifted back by -d.
     reference_clamps: score with the reference code's clamped probabilities instead of
     the exact log-space formula.
     """
@@ -58,22 +58,31 @@ class UniformQuantizer(Channel):
         outer = torch.where(k == top, inf, k * delta)
         lower = torch.where(positive, inner, -outer) - d
         upper = torch.where(positive, outer, -inner) - d
-        y = sign if self.bits == 1 else sign * (k - 0.5) * delta
+        # The level of w = v + d, moved back by the known dither into the units of v (and of the bins):
+        # the dequantized value methods use is then the centre of the bin v fell in.
+        y = sign if self.bits == 1 else sign * (k - 0.5) * delta - d
         return Measurement(y, lower, upper)
 
     def _standardise(self, meas, z, extra_var):
+        """a = (l - z)/s, b = (u - z)/s, s, all in float64. A 16-bit bin is 2^-16 of the range wide: at
+        QCS-SGM's first levels (s ~ 100) float32 rounds a and b, and then log Phi(a) and log Phi(b),
+        to the same number, and log P = log 0 = -inf. The edges and z are float32 numbers, so in
+        float64 their differences are exact and the bin keeps its width."""
+        z = z.double()
         s = self.total_std(z, extra_var)
-        return (meas.lower - z) / s, (meas.upper - z) / s, s
+        return (meas.lower.double() - z) / s, (meas.upper.double() - z) / s, s
 
     def log_likelihood(self, meas, z, extra_var=0.0):
         a, b, _ = self._standardise(meas, z, extra_var)
-        return log_interval_prob(a, b)
+        return log_interval_prob(a, b).to(z.dtype)
 
     def grad(self, meas, z, extra_var=0.0):
-        a, b, s = self._standardise(meas, z, extra_var)
-        if self.reference_clamps:
+        if self.reference_clamps:  # the reference code's arithmetic, in the caller's precision
+            s = self.total_std(z, extra_var)
+            a, b = (meas.lower - z) / s, (meas.upper - z) / s
             return interval_grad_reference(a, b, s, one_bit=self.bits == 1)
-        return interval_grad(a, b, s)
+        a, b, s = self._standardise(meas, z, extra_var)
+        return interval_grad(a, b, s).to(z.dtype)
 
     def tilted_moments(self, meas, offset, mean, var):
         # offset + v fell in [l, u): v is the normal truncated to [l - offset, u - offset)
@@ -81,7 +90,9 @@ class UniformQuantizer(Channel):
             # y = +-1 is the side; the finite edge is 0, or -d with dither
             edge = torch.where(meas.y > 0, meas.lower, meas.upper) - offset
             return one_sided_moments(mean, var, edge, meas.y)
-        return truncated_normal_moments(mean, var, meas.lower - offset, meas.upper - offset)
+        # the edges move to float64 before the offset is taken off, for the reason _standardise gives
+        lower, upper, offset = meas.lower.double(), meas.upper.double(), offset.double()
+        return truncated_normal_moments(mean, var, lower - offset, upper - offset)
 
 
 class GaussianNoise(Channel):

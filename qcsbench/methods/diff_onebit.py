@@ -4,27 +4,29 @@ logistic channel), minimised by a few gradient steps at each diffusion level."""
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
-from qcsbench.hqs import gradient_prox, hqs_diffusion
+from qcsbench.hqs import gradient_prox, hqs_diffusion, stable_step
 from qcsbench.methods.base import Method, noise_ladder
 from qcsbench.problem import Recovery
 
 
 class DiffOneBit(Method):
-    """num_levels: diffusion steps (= NFE); inner_steps, step_size: the gradient steps of the
-    data step; lam: rho_t = lam / sigma_t^2; zeta: fresh noise when re-noising (1 = DDPM-like,
-    0 = deterministic). The ladder is geometric from sigma_max to sigma_min (null: the prior's)."""
+    """num_levels: diffusion steps (= NFE); inner_steps: the gradient steps of the data step, each
+    step_ratio times the largest stable one (``stable_step``: 2 s^2 / lambda_max(A A^T) for a
+    likelihood of width s), so no problem makes them diverge; lam: rho_t = lam / sigma_t^2;
+    zeta: fresh noise when re-noising (1 = DDPM-like, 0 = deterministic). The ladder is geometric
+    from sigma_max to sigma_min (null: the prior's)."""
 
     name = "diff_onebit"
 
-    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=5, step_size=0.03, lam=0.1, zeta=1.0,
-                 surrogate_std=0.2, sigma_max=None, sigma_min=None, progress=True):
-        if int(inner_steps) < 0 or not step_size > 0 or not lam > 0 or not 0 <= zeta <= 1:
-            raise ConfigError(f"method.inner_steps={inner_steps}, step_size={step_size}, lam={lam}, zeta={zeta} are not "
-                              "allowed: use inner_steps >= 0, step_size > 0, lam > 0 and 0 <= zeta <= 1.")
+    def __init__(self, name="diff_onebit", num_levels=116, inner_steps=20, step_ratio=1.0, lam=0.1, zeta=1.0,
+                 surrogate_std=0.25, sigma_max=None, sigma_min=None, progress=True):
+        if int(inner_steps) < 0 or not 0 < step_ratio <= 1 or not lam > 0 or not 0 <= zeta <= 1:
+            raise ConfigError(f"method.inner_steps={inner_steps}, step_ratio={step_ratio}, lam={lam}, zeta={zeta} are not "
+                              "allowed: use inner_steps >= 0, 0 < step_ratio <= 1, lam > 0 and 0 <= zeta <= 1.")
         if surrogate_std is not None and not surrogate_std > 0:
             raise ConfigError(f"method.surrogate_std={surrogate_std} is not allowed: use null or a positive width.")
         self.name = name
-        self.inner_steps, self.step_size, self.lam, self.zeta = int(inner_steps), float(step_size), float(lam), float(zeta)
+        self.inner_steps, self.step_ratio, self.lam, self.zeta = int(inner_steps), float(step_ratio), float(lam), float(zeta)
         self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.surrogate_std = surrogate_std
         self.progress = progress
@@ -39,7 +41,9 @@ class DiffOneBit(Method):
 
     def recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
-        prox = gradient_prox(problem, self.inner_steps, self.step_size, self.extra_var(problem.channel))
+        extra_var = self.extra_var(problem.channel)
+        eta = self.step_ratio * stable_step(problem, extra_var)
+        prox = gradient_prox(problem, self.inner_steps, eta, extra_var)
         x, nfe, first = hqs_diffusion(prior, prox, sigmas, rng, problem.shape, self.lam, self.zeta,
                                       progress=self.progress)
-        return Recovery(x.clamp(0, 1), nfe, dict(first_estimate=first.clamp(0, 1)))
+        return Recovery(x.clamp(0, 1), nfe, dict(first_estimate=first.clamp(0, 1), step_size=eta))
