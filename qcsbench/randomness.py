@@ -66,11 +66,16 @@ def as_stream(rng, batch_size: int, device="cpu", purpose: int = SAMPLER):
 
     A seed (int) gives per-image streams for images 0 .. batch_size-1, exactly those of a run
     of run.py with ``seed=`` that seed; a ``torch.Generator`` draws the batch from that one
-    generator; an ImageRandom (or a stream made here) is used as it is."""
+    generator; an ImageRandom (or a stream made here) is used as it is; None draws fresh noise
+    that no later call repeats."""
     if isinstance(rng, (ImageRandom, BatchRandom)):
         if len(rng) != batch_size:
             raise ValueError(f"rng draws for {len(rng)} images, the batch has {batch_size}: make one per batch.")
         return rng
+    if rng is None:
+        fresh = torch.Generator()
+        fresh.seed()
+        return BatchRandom(fresh, batch_size, device)
     if isinstance(rng, torch.Generator):
         return BatchRandom(rng, batch_size, device)
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):

@@ -59,6 +59,8 @@ def test_a_method_takes_a_seed_a_generator_or_per_image_streams(name):
     again = method.recover(problem, prior, rng=torch.Generator().manual_seed(1)).x_hat
     other = method.recover(problem, prior, torch.Generator().manual_seed(2)).x_hat
     assert torch.isfinite(first).all() and torch.equal(first, again) and not torch.equal(first, other)
+    fresh = [method.recover(problem, prior, None).x_hat for _ in range(2)]  # None: new noise every call
+    assert torch.isfinite(fresh[0]).all() and not torch.equal(*fresh)
 
 
 def test_a_prior_for_other_images_stops_with_one_sentence():
