@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 import torch
 
 from qcsbench.channels import Channel, Measurement
+from qcsbench.errors import ConfigError
 from qcsbench.operators import Operator
+from qcsbench.randomness import MEASUREMENT, as_stream
 
 
 @dataclass
@@ -14,6 +16,16 @@ class Problem:
     operator: Operator
     channel: Channel
     measurement: Measurement
+
+    @classmethod
+    def measure(cls, x: torch.Tensor, operator: Operator, channel: Channel, rng=0) -> "Problem":
+        """y = Q(A x + n) for images x (B, C, H, W). rng (the noise and dither): a seed, a
+        torch.Generator or an ImageRandom; a seed gives the measurements run.py takes with it."""
+        if tuple(x.shape[1:]) != tuple(operator.shape):
+            raise ConfigError(f"the images have shape {tuple(x.shape[1:])}, the operator was built for "
+                              f"{tuple(operator.shape)}: build it with the images' shape.")
+        stream = as_stream(rng, x.shape[0], x.device, purpose=MEASUREMENT)
+        return cls(operator, channel, channel.measure(operator.forward(x), stream))
 
     @property
     def shape(self) -> tuple:

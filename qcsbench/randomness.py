@@ -39,3 +39,45 @@ class ImageRandom:
 
     def rand(self, *shape, dtype=torch.float32) -> torch.Tensor:
         return torch.stack([torch.rand(shape, generator=g, device=self.device, dtype=dtype) for g in self.generators])
+
+
+class BatchRandom:
+    """One ``torch.Generator`` drawing the whole batch at once: what a user's generator becomes.
+
+    Unlike ImageRandom, image j's noise then depends on the batch it is drawn in."""
+
+    def __init__(self, generator: torch.Generator, batch_size: int, device="cpu"):
+        self.generator, self.batch_size, self.device = generator, int(batch_size), torch.device(device)
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def randn(self, *shape, dtype=torch.float32) -> torch.Tensor:
+        out = torch.randn((self.batch_size, *shape), generator=self.generator, device=self.generator.device, dtype=dtype)
+        return out.to(self.device)
+
+    def rand(self, *shape, dtype=torch.float32) -> torch.Tensor:
+        out = torch.rand((self.batch_size, *shape), generator=self.generator, device=self.generator.device, dtype=dtype)
+        return out.to(self.device)
+
+
+def as_stream(rng, batch_size: int, device="cpu", purpose: int = SAMPLER):
+    """The stream the channels and samplers draw from, made from what a user has at hand.
+
+    A seed (int) gives per-image streams for images 0 .. batch_size-1, exactly those of a run
+    of run.py with ``seed=`` that seed; a ``torch.Generator`` draws the batch from that one
+    generator; an ImageRandom (or a stream made here) is used as it is; None draws fresh noise
+    that no later call repeats."""
+    if isinstance(rng, (ImageRandom, BatchRandom)):
+        if len(rng) != batch_size:
+            raise ValueError(f"rng draws for {len(rng)} images, the batch has {batch_size}: make one per batch.")
+        return rng
+    if rng is None:
+        fresh = torch.Generator()
+        fresh.seed()
+        return BatchRandom(fresh, batch_size, device)
+    if isinstance(rng, torch.Generator):
+        return BatchRandom(rng, batch_size, device)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return ImageRandom(int(rng), range(batch_size), purpose, device)
+    raise TypeError(f"rng={rng!r} is not a random source: give a seed (int), a torch.Generator or an ImageRandom.")

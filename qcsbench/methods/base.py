@@ -1,15 +1,43 @@
 """The method interface: ``recover(problem, prior, rng) -> Recovery``."""
 from __future__ import annotations
 
+import functools
+
 from qcsbench.errors import ConfigError
 from qcsbench.priors import Prior, geometric_sigmas
 from qcsbench.problem import Problem, Recovery
+from qcsbench.randomness import as_stream
+
+
+def check_prior_fits(problem: Problem, prior) -> None:
+    """Stop before any compute when the prior was made for images of another shape."""
+    shape = getattr(prior, "shape", None)
+    if shape is not None and tuple(shape) != tuple(problem.shape):
+        raise ConfigError(f"the prior takes images of shape {tuple(shape)}, the problem's images have shape "
+                          f"{tuple(problem.shape)}: use a prior made for that image size, or resize the images.")
+
+
+def _public_entry(recover):
+    """``recover`` as users call it: rng may be a seed, a torch.Generator or an ImageRandom,
+    and the prior must fit the images. The subclass's own code always receives a stream."""
+    @functools.wraps(recover)
+    def entry(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
+        check_prior_fits(problem, prior)
+        return recover(self, problem, prior, as_stream(rng, problem.batch_size, problem.measurement.y.device))
+    return entry
 
 
 class Method:
+    """A recovery algorithm. Every subclass's ``recover`` is wrapped by ``_public_entry``."""
+
     name = "method"
 
-    def recover(self, problem: Problem, prior: Prior, rng) -> Recovery:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "recover" in cls.__dict__:
+            cls.recover = _public_entry(cls.__dict__["recover"])
+
+    def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         raise NotImplementedError
 
 

@@ -16,6 +16,21 @@ def check_m(m: int, n: int, max_m: int, name: str) -> None:
         )
 
 
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator: an operator is drawn on the CPU, so every device sees the same A."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def random_signs(size: int, g: torch.Generator) -> torch.Tensor:
+    """``size`` independent +-1 values."""
+    return torch.randint(0, 2, (size,), generator=g).double() * 2 - 1
+
+
+def random_rows(total: int, m: int, g: torch.Generator) -> torch.Tensor:
+    """m distinct indices out of ``total``, sorted: the rows a subsampled transform keeps."""
+    return torch.randperm(total, generator=g)[:m].sort().values
+
+
 class Operator:
     """A linear map A: R^N -> R^M on images of shape (C, H, W), N = C*H*W.
 
@@ -67,11 +82,22 @@ class Operator:
             self._gram_u_t = u.T.contiguous()
         return ((h @ u) * w) @ self._gram_u_t
 
+    def carry_gram_eig(self, out: "Operator", device=None, dtype=None) -> "Operator":
+        """Give ``out`` (this operator moved by ``to``) the eigendecomposition already computed."""
+        if self._gram_eig is not None:
+            out._gram_eig = tuple(None if t is None else t.to(device=device, dtype=dtype) for t in self._gram_eig)
+        return out
+
+    def gram_matrix(self) -> torch.Tensor:
+        """A A^T (M x M) in float64. This default forms the M x N matrix; structured operators
+        override it with a closed form that never does."""
+        a = self.matrix().double()
+        return a @ a.T
+
     def gram_eig(self):
         """(d, U) with A A^T = U diag(d) U^T, d ascending; computed in float64 once and cached."""
         if self._gram_eig is None:
-            a = self.matrix().double()
-            d, u = torch.linalg.eigh(a @ a.T)
+            d, u = torch.linalg.eigh(self.gram_matrix())
             dtype = self.row_norms_sq.dtype
             self._gram_eig = (d.clamp_min(0).to(dtype), u.to(dtype))
         return self._gram_eig

