@@ -29,20 +29,21 @@ def sweep(sweep_dir, *extra, env=None):
 def job_metrics(sweep_dir):
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
-        overrides = aggregate.parse_overrides(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
         out[(overrides["method"], overrides["bits"])] = json.loads((job / "metrics.json").read_text())
     return out
 
 
 def check_aggregate(sweep_dir, metrics):
+    """One seed per setting: the table's cell is that run's own mean; rows are methods, columns bits."""
     result = aggregate.aggregate([sweep_dir])
-    assert len(result["runs"]) == 4 and all(r["status"] == "finished" for r in result["runs"])
-    for run in result["runs"]:
-        expected = metrics[(run["overrides"]["method"], run["overrides"]["bits"])]
-        assert run["psnr_mean"] == expected["psnr_mean"] and run["ssim_std"] == expected["ssim_std"]
-        assert f"{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f} dB" in result["table"]
+    assert len(result["runs"]) == 4 and (result["runs"].status == "finished").all()
+    for _, cell in result["summary"].iterrows():
+        expected = metrics[(cell["method"], cell["bits"])]
+        assert cell.psnr_mean == expected["psnr_mean"] and cell.ssim_image_std == expected["ssim_std"]
+        assert f"{expected['psnr_mean']:.2f}" in result["table"]
     lines = [line for line in result["table"].splitlines() if line.startswith("| qcs_sgm")]
-    assert len(lines) == 2 and "bits=1" in result["table"] and "bits=2" in result["table"]
+    assert len(lines) == 4 and "| method | bits=1 | bits=2 |" in result["table"]  # PSNR and SSIM tables
     assert (Path(sweep_dir) / "runs.csv").is_file() and (Path(sweep_dir) / "psnr_vs_bits.png").is_file()
 
 
@@ -80,8 +81,8 @@ def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
                    f"results_dir={tmp_path / 'results'}")
     assert proc.returncode != 0 and "bits=0 is not allowed" in proc.stderr
     runs = aggregate.find_runs([sweep_dir])
-    assert sorted(r["status"] for r in runs) == ["failed", "finished"]
-    assert "**failed**" in aggregate.markdown_table(runs)
+    assert sorted(runs.status) == ["failed", "finished"]
+    assert "**failed**" in aggregate.markdown(aggregate.average_seeds(runs))
 
 
 def wandb_records(sweep_dir):
