@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from qcsbench import metrics, tracking
 
-DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir"}
+DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir", "optimized_metric"}
 SEEDS = ("seed", "operator.seed")
 QUALITY = tuple(metrics.NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled
 LOWER_IS_BETTER = {"nmse"}

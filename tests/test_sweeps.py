@@ -1,5 +1,6 @@
 """Sweeps the way researchers run them: local multirun grids, a real SLURM cluster, resume."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -177,3 +178,29 @@ def test_batches_to_run():
     assert batches_to_run(6, 2, done, coupled=False) == [[2, 3], [5]]
     assert batches_to_run(6, 2, done, coupled=True) == [[2, 3], [4, 5]]
     assert batches_to_run(6, 4, {i: None for i in range(6)}, coupled=False) == []
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, cache_dir):
+    """hparams_search=qcs_sgm_step_lr, shrunk to two trials: each trial returns its mean PSNR
+    (a float), and the best of them is what Optuna reports."""
+    sweep_dir = tmp_path / "optuna"
+    proc = run_cli("hparams_search=qcs_sgm_step_lr", "hydra.sweeper.n_trials=2", *JOB, "logger=none",
+                   f"hydra.sweep.dir={sweep_dir}", f"results_dir={tmp_path / 'results'}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    trials = [json.loads((sweep_dir / str(i) / "metrics.json").read_text()) for i in range(2)]
+    steps = [yaml.safe_load((sweep_dir / str(i) / "config.yaml").read_text())["method"]["step_lr"] for i in range(2)]
+    assert all(1e-5 <= s <= 2e-4 for s in steps) and steps[0] != steps[1]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(t["psnr_mean"] for t in trials))
+    assert best["best_params"]["method.step_lr"] == pytest.approx(steps[max((0, 1), key=lambda i: trials[i]["psnr_mean"])])
+
+
+def test_optimized_metric_is_checked_and_returned_as_a_float(make_cfg, monkeypatch):
+    from qcsbench import cli, runner
+    from qcsbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimized_metric=psnr is not allowed: use one of psnr_mean, psnr_std"):
+        cli.optimized_metric(make_cfg("optimized_metric=psnr"))
+    monkeypatch.setattr(runner, "run", lambda cfg: {"psnr_mean": 14.5, "ssim_mean": None})
+    assert cli.task(make_cfg()) == 14.5 and isinstance(cli.task(make_cfg()), float)
+    assert math.isnan(cli.task(make_cfg("optimized_metric=ssim_mean")))  # every image diverged
