@@ -203,7 +203,10 @@ def _grid(summary: pd.DataFrame, name: str):
 
 
 def _best(cells, rows, col, name):
+    """The row with the best value in this column; none where the column has a single row."""
     values = {r: cells[(r, col)][f"{name}_mean"] for r in rows if (r, col) in cells}
+    if len(values) < 2:
+        return None
     values = {r: v for r, v in values.items() if not math.isnan(v)}
     if not values:
         return None

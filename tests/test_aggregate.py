@@ -118,3 +118,16 @@ def test_wandb_builds_the_same_frame_from_each_runs_config(sweep):
     from_files = aggregate.average_seeds(aggregate.find_runs([sweep]))
     from_wandb = aggregate.average_seeds(aggregate.from_wandb("me/qcsbench", "g", api=FakeApi()))
     assert from_wandb.equals(from_files)
+
+
+def test_fixed_bit_budget_sweep_draws_only_the_budget_plot(tmp_path):
+    """m follows bits (m = budget / bits, resolved in the saved config): one seed, so the error
+    bars fall back to the per-image spread; no PSNR-against-M or -bits line has two points."""
+    for i, bits in enumerate((1, 2, 3)):
+        cfg = config("qcs_sgm", bits, 0)
+        cfg.update(m=12288 // bits, bit_budget=12288)
+        write_run(tmp_path / "sweep" / str(i), cfg, numbers(14.0 + bits, 1.0, 0.5))
+    result = aggregate.aggregate([tmp_path / "sweep"], tmp_path / "out")
+    assert sorted(p.name for p in result["plots"]) == ["bit_budget.pdf", "bit_budget.png"]
+    assert "| method | bits=1, m=12288 | bits=2, m=6144 | bits=3, m=4096 |" in result["table"]
+    assert "| qcs_sgm | 15.00 | 16.00 | 17.00 |" in result["table"]  # one seed: no s.e.; one row: no bold
