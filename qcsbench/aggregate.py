@@ -62,7 +62,7 @@ def settings_of(config: dict) -> dict:
         group = key[: -len("._target_")]
         target = flat.pop(key)
         flat[group] = flat.pop(f"{group}.name", None) or str(target).rsplit(".", 1)[-1]
-    return flat
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in ("_recursive_", "_partial_")}
 
 
 def run_row(config: dict, numbers: dict | None, where: str) -> dict:
