@@ -114,7 +114,8 @@ def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
     for run in api.runs(path, filters={"group": group} if group else {}):
         summary = dict(run.summary)
         finished = run.state == "finished" and summary.get("nfe") is not None  # the runner logs nfe last-but-always
-        rows.append(run_row(dict(run.config), summary if finished else None, run.url))
+        config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}  # W&B's own _wandb entry
+        rows.append(run_row(config, summary if finished else None, run.url))
     return pd.DataFrame(rows)
 
 

@@ -34,7 +34,7 @@ def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir
                            "batch_size=2"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (elsewhere / "outputs" / "runs").glob("*/*_qcs_sgm_1bit_m200")
-    assert (run / "metrics.json").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    assert all((run / name).is_file() for name in ("metrics.json", ".hydra/config.yaml", "run.log"))
     assert "error: bits=0 is not allowed" in subprocess.run(
         [str(venv / "bin" / "qcsbench"), "bits=0", "logger=none"], cwd=elsewhere, env=env, capture_output=True,
         text=True, timeout=300).stderr
