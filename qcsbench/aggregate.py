@@ -240,7 +240,8 @@ def _notes(summary: pd.DataFrame) -> list[str]:
     for _, row in summary.iterrows():
         where = ", ".join(f"{k}={row[k]}" for k in summary.attrs["settings"]) or "all runs"
         if row["images_diverged"] and _state(row) == "ok":
-            notes.append(f"† {where}: {row['images_diverged']} of {row['images']} images diverged (left out of the mean)")
+            notes.append(f"† {where}: {row['images_diverged']} of {row['images']} images diverged "
+                         "(left out of the mean)")
         if row["failed"] and _state(row) == "ok":
             notes.append(f"‡ {where}: {row['failed']} of {row['runs']} runs failed")
     return notes
@@ -340,7 +341,8 @@ def plot(summary: pd.DataFrame, x: str, name: str, path: Path, keys=None, xlabel
     if x == "bits":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     bars = "s.e. over images (one seed)" if one_seed else "s.e. over seeds"
-    ax.set(xlabel=xlabel or x, ylabel=LABELS[name], title=(title or f"{LABELS[name]} against {x}") + f"\n(bars: {bars})")
+    title = (title or f"{LABELS[name]} against {x}") + f"\n(bars: {bars})"
+    ax.set(xlabel=xlabel or x, ylabel=LABELS[name], title=title)
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

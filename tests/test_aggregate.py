@@ -35,8 +35,8 @@ def numbers(psnr, psnr_std, ssim, diverged=0):
     return {"psnr_mean": psnr, "psnr_std": psnr_std, "ssim_mean": ssim, "ssim_std": 0.05 if ok else None,
             "nmse_mean": 0.5 if ok else None, "nmse_std": 0.1 if ok else None, "cosine_mean": 0.8 if ok else None,
             "cosine_std": 0.05 if ok else None, "psnr_scaled_mean": psnr + 1 if ok else None,
-            "psnr_scaled_std": 1.0 if ok else None, "nfe": 40, "seconds": 2.0, "seconds_per_image": 0.5, "num_images": 4,
-            "num_diverged": diverged, "num_resumed": 0, "method": "ignored", "bits": "ignored"}
+            "psnr_scaled_std": 1.0 if ok else None, "nfe": 40, "seconds": 2.0, "seconds_per_image": 0.5,
+            "num_images": 4, "num_diverged": diverged, "num_resumed": 0, "method": "ignored", "bits": "ignored"}
 
 
 def write_run(folder, cfg, metrics=None, resolved=True):

@@ -3,7 +3,6 @@ from another folder, with the configs and the shipped weights coming from the pa
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

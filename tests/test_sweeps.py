@@ -198,7 +198,8 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, cache_dir):
     assert all(1e-5 <= s <= 2e-4 for s in steps) and steps[0] != steps[1]
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(t["psnr_mean"] for t in trials))
-    assert best["best_params"]["method.step_lr"] == pytest.approx(steps[max((0, 1), key=lambda i: trials[i]["psnr_mean"])])
+    winner = max((0, 1), key=lambda i: trials[i]["psnr_mean"])
+    assert best["best_params"]["method.step_lr"] == pytest.approx(steps[winner])
 
 
 def test_optimized_metric_is_checked_and_returned_as_a_float(make_cfg, monkeypatch):
