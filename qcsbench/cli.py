@@ -14,17 +14,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from qcsbench import metrics
 from qcsbench.errors import ConfigError
 
-OPTIMIZABLE = (*(f"{name}_{stat}" for name in metrics.NAMES for stat in ("mean", "std")),
-               "nfe", "seconds", "seconds_per_image", "num_diverged")
+
+def optimizable() -> tuple[str, ...]:
+    """The numbers of metrics.json a sweeper can optimise."""
+    from qcsbench import metrics  # torch and torchmetrics load here, not before Hydra has read the command line
+
+    quality = (f"{name}_{stat}" for name in metrics.NAMES for stat in ("mean", "std"))
+    return (*quality, "nfe", "seconds", "seconds_per_image", "num_diverged")
 
 
 def optimized_metric(cfg) -> str:
     name = cfg.get("optimized_metric", "psnr_mean")
-    if name not in OPTIMIZABLE:
-        raise ConfigError(f"optimized_metric={name} is not allowed: use one of {', '.join(OPTIMIZABLE)}.")
+    if name not in optimizable():
+        raise ConfigError(f"optimized_metric={name} is not allowed: use one of {', '.join(optimizable())}.")
     return name
 
 
