@@ -1,24 +1,13 @@
-"""qcsbench: ``python run.py`` runs one experiment, ``python run.py -m ...`` a grid."""
-import sys
-
+"""qcsbench: ``python run.py`` runs one experiment, ``python run.py -m ...`` a grid.
+The installed ``qcsbench`` command is the same task (qcsbench/cli.py) on the packaged configs."""
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
-from qcsbench.errors import ConfigError
+from qcsbench.cli import task
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg):
-    from qcsbench.runner import run
-
-    try:
-        return run(cfg)
-    except ConfigError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the launcher marks this job failed and carries on with the others
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return task(cfg)
 
 
 if __name__ == "__main__":

@@ -1,177 +1,395 @@
-"""Turn sweep folders into the tables and plots that go in a paper.
+"""Turn sweeps into the tables and plots that go in a paper.
 
-Every job folder (one holding .hydra/overrides.yaml) is one run: finished when its
-metrics.json exists, failed otherwise. The settings that vary across the runs found
-become the table's columns; methods are its rows.
+Every run becomes one row of a tidy pandas frame: its settings come from the resolved
+config the run saved (``config.yaml``, else ``.hydra/config.yaml``), never from folder
+names or tags, and its numbers from ``metrics.json`` (no such file: the run failed).
+Keys that only change how a run is shown or where it writes (the logger, batch size,
+device, progress bars, paths, resume) are left out, so runs that differ only in those
+are the same setting.
+
+The runs of one setting that differ only in their seeds (``seed``, ``operator.seed``) are
+then averaged: each run's number is already a mean over its images; the table gives the
+mean of those over the seeds and its standard error, std / sqrt(number of seeds) with
+the n - 1 std, and the per-image spread (the runs' per-image std, averaged).
+``num_images`` is kept as a setting: a different number of images is a different
+average, so runs with 4 and 16 images are not pooled (it shows as a column only where it
+varies, as every setting does).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections import defaultdict
+import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
-from qcsbench import tracking
+from qcsbench import metrics, tracking
 
-FIELDS = ["psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "psnr_scaled_mean", "cosine_mean", "nfe",
-          "seconds_per_image", "num_images", "num_diverged"]
+DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir", "optimized_metric"}
+SEEDS = ("seed", "operator.seed")
+QUALITY = tuple(metrics.NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled
+LOWER_IS_BETTER = {"nmse"}
+COSTS = ("nfe", "seconds_per_image", "num_diverged", "num_resumed", "seconds")
+LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similarity",
+              psnr_scaled="PSNR after the best scalar fit (dB)")
+DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2)
+FIRST = ("method", "bits", "m", "noise_std")  # the order settings are shown in
 
 
-def parse_overrides(lines) -> dict:
+# ---------------------------------------------------------------- one row per run
+
+def flatten(tree, prefix="") -> dict:
+    """{"method": {"step_lr": 1e-4}} -> {"method.step_lr": 1e-4}; lists become their text."""
     out = {}
-    for line in lines:
-        key, _, value = str(line).partition("=")
-        out[key.lstrip("+~")] = value
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = str(value) if isinstance(value, (list, tuple)) else value
     return out
 
 
-def find_runs(folders) -> list[dict]:
-    runs = []
+def settings_of(config: dict) -> dict:
+    """The flattened config less the display-only keys; ``group._target_`` becomes ``group``
+    (the group's ``name`` where it has one, else the target's last dotted part)."""
+    flat = {k: v for k, v in flatten(config).items()
+            if not k.startswith("logger") and k.rsplit(".", 1)[-1] not in DISPLAY_ONLY}
+    for key in [k for k in flat if k.endswith("._target_")]:
+        group = key[: -len("._target_")]
+        target = flat.pop(key)
+        flat[group] = flat.pop(f"{group}.name", None) or str(target).rsplit(".", 1)[-1]
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in ("_recursive_", "_partial_")}
+
+
+def run_row(config: dict, numbers: dict | None, where: str) -> dict:
+    """One run: its settings, ``status`` (finished / failed) and its numbers (None when failed)."""
+    row = settings_of(config)
+    row["run"] = where
+    row["status"] = "finished" if numbers is not None else "failed"
+    numbers = numbers or {}
+    for name in QUALITY:
+        row[f"{name}_mean"] = numbers.get(f"{name}_mean")
+        row[f"{name}_std"] = numbers.get(f"{name}_std")
+    for name in COSTS:
+        row[name] = numbers.get(name)
+    return row
+
+
+def load_config(job: Path) -> dict:
+    """The run's resolved config; Hydra's copy (resolved here) when the run stopped before writing its own."""
+    if (job / "config.yaml").is_file():
+        return yaml.safe_load((job / "config.yaml").read_text()) or {}
+    import qcsbench  # noqa: F401  (registers the resolvers the configs use)
+
+    config = OmegaConf.load(job / ".hydra" / "config.yaml")
+    try:
+        return OmegaConf.to_container(config, resolve=True)
+    except Exception:  # an interpolation that cannot be resolved here (an unset env variable, say)
+        return OmegaConf.to_container(config, resolve=False)
+
+
+def find_runs(folders) -> pd.DataFrame:
+    """Every Hydra job under ``folders`` (a folder holding ``.hydra/``), one row each."""
+    rows = []
     for folder in folders:
-        for marker in sorted(Path(folder).rglob(".hydra/overrides.yaml")):
-            job = marker.parent.parent
-            overrides = parse_overrides(yaml.safe_load(marker.read_text()) or [])
-            config = yaml.safe_load((job / "config.yaml").read_text()) if (job / "config.yaml").is_file() else {}
-            run = dict(run_dir=str(job), overrides=overrides,
-                       method=(config.get("method") or {}).get("name") or overrides.get("method", "?"),
-                       bits=config.get("bits", overrides.get("bits")), m=config.get("m", overrides.get("m")))
-            metrics_path = job / "metrics.json"
-            if metrics_path.is_file():
-                run.update(status="finished", **{k: json.loads(metrics_path.read_text()).get(k) for k in FIELDS})
-            else:
-                run.update(status="failed", **{k: None for k in FIELDS})
-            runs.append(run)
-    return runs
+        for hydra_dir in sorted(Path(folder).rglob(".hydra")):
+            job = hydra_dir.parent
+            numbers = json.loads((job / "metrics.json").read_text()) if (job / "metrics.json").is_file() else None
+            rows.append(run_row(load_config(job), numbers, str(job)))
+    return pd.DataFrame(rows)
 
 
-def swept_keys(runs) -> list[str]:
-    """Override keys whose value differs between runs, except the method (the table's rows)."""
-    values = defaultdict(set)
-    for run in runs:
-        for key, value in run["overrides"].items():
-            values[key].add(value)
-    keys = {k for k, v in values.items() if len(v) > 1 or any(k not in r["overrides"] for r in runs)}
-    return sorted(keys - {"method", "hydra/launcher"}, key=lambda k: (k not in ("bits", "m"), k))
+def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
+    """The same frame from W&B: each run's logged config and summary. ``path`` is entity/project;
+    ``api`` defaults to ``wandb.Api()``."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    rows = []
+    for run in api.runs(path, filters={"group": group} if group else {}):
+        summary = dict(run.summary)
+        finished = run.state == "finished" and summary.get("nfe") is not None  # the runner logs nfe last-but-always
+        config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}  # W&B's own _wandb entry
+        rows.append(run_row(config, summary if finished else None, run.url))
+    return pd.DataFrame(rows)
 
 
-def setting(run, keys) -> str:
-    return ", ".join(f"{k}={run['overrides'].get(k, '(default)')}" for k in keys) or "(all)"
+# ---------------------------------------------------------------- averaging the seeds
+
+def setting_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that say what was run (not the numbers, not the seeds), in display order."""
+    numbers = {"run", "status", *COSTS, *(f"{n}_{s}" for n in QUALITY for s in ("mean", "std"))}
+    keys = [c for c in frame.columns if c not in numbers and c not in SEEDS]
+    return sorted(keys, key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k.count("."), k))
 
 
-def fmt(mean, std, digits):
-    if mean is None:
-        return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+def varying(frame: pd.DataFrame, keys) -> list[str]:
+    """The keys whose value differs between rows, less two kinds that say nothing new: a key
+    whose values copy an earlier one's (``quantizer.bits`` follows ``bits``) and a method knob
+    that each method holds at one value (its own default, not something the sweep varied)."""
+    out, seen = [], []
+    for key in keys:
+        values = frame[key].astype(str)
+        if values.nunique() < 2 or any(values.equals(s) for s in seen):
+            continue
+        if key.startswith("method.") and "method" in frame and (values.groupby(frame["method"]).nunique() < 2).all():
+            continue
+        out.append(key)
+        seen.append(values)
+    return out
 
 
-def cell(run) -> str:
-    if run["status"] != "finished":
-        return "**failed**"
-    text = (f"{fmt(run['psnr_mean'], run['psnr_std'], 2)} dB / {fmt(run['ssim_mean'], run['ssim_std'], 3)}"
-            f"<br>NFE {run['nfe']}, {run['seconds_per_image']:.2f} s/img")
-    if run["num_diverged"]:
-        text += f"<br>**{run['num_diverged']} of {run['num_images']} diverged**"
+def _se(values: pd.Series) -> float:
+    values = values.dropna().astype(float)
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def _count_seeds(runs: pd.DataFrame) -> int:
+    present = [s for s in SEEDS if s in runs.columns]
+    return len(runs[present].drop_duplicates()) if present else min(len(runs), 1)
+
+
+def average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting: the settings that vary, then for each quality metric its mean over
+    the seeds, standard error over the seeds and per-image spread, the costs and the run counts."""
+    keys = varying(frame, setting_columns(frame))
+    if "method" in frame.columns and "method" not in keys:
+        keys = ["method", *keys]
+    table = frame.assign(**{k: frame[k].astype(str) for k in keys})
+    rows = []
+    for values, runs in table.groupby(keys, sort=True, dropna=False) if keys else [((), table)]:
+        done = runs[runs.status == "finished"]
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        row.update(runs=len(runs), failed=int((runs.status != "finished").sum()),
+                   seeds=_count_seeds(done),
+                   images_diverged=int(done.num_diverged.fillna(0).sum()) if len(done) else 0,
+                   images=int(pd.to_numeric(done.get("num_images", pd.Series(dtype=float))).fillna(0).sum()))
+        for name in QUALITY:
+            means = pd.to_numeric(done[f"{name}_mean"], errors="coerce")
+            row[f"{name}_mean"] = float(means.mean()) if means.notna().any() else float("nan")
+            row[f"{name}_se"] = _se(means)
+            row[f"{name}_image_std"] = float(pd.to_numeric(done[f"{name}_std"], errors="coerce").mean())
+        for name in ("nfe", "seconds_per_image"):
+            row[name] = float(pd.to_numeric(done[name], errors="coerce").mean()) if len(done) else float("nan")
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary.attrs["settings"] = keys
+    return summary
+
+
+# ---------------------------------------------------------------- tables
+
+def _state(row) -> str:
+    """ok, failed (no run finished) or diverged (every image of every finished run diverged)."""
+    if row["failed"] == row["runs"]:
+        return "failed"
+    return "diverged" if math.isnan(row["psnr_mean"]) else "ok"
+
+
+def _grid(summary: pd.DataFrame, name: str):
+    """(row labels, column labels, {(row, col): summary row}) with methods as rows and the other
+    varying settings as columns."""
+    keys = summary.attrs["settings"]
+    col_keys = [k for k in keys if k != "method"]
+    label = (lambda r: ", ".join(f"{k}={r[k]}" for k in col_keys)) if col_keys else (lambda r: "all")
+    cells = {(str(r.get("method", "")), label(r)): r for _, r in summary.iterrows()}
+    rows = list(dict.fromkeys(k[0] for k in cells))
+    cols = list(dict.fromkeys(label(r) for _, r in summary.iterrows()))
+    return rows, cols, cells
+
+
+def _best(cells, rows, col, name):
+    """The row with the best value in this column; none where the column has a single row."""
+    values = {r: cells[(r, col)][f"{name}_mean"] for r in rows if (r, col) in cells}
+    if len(values) < 2:
+        return None
+    values = {r: v for r, v in values.items() if not math.isnan(v)}
+    if not values:
+        return None
+    pick = min if name in LOWER_IS_BETTER else max
+    return pick(values, key=values.get)
+
+
+def _cell(row, name, bold, style) -> str:
+    state = _state(row)
+    if state != "ok":
+        return f"**{state}**" if style == "md" else rf"\textbf{{{state}}}"
+    d = DIGITS[name]
+    mean, se = row[f"{name}_mean"], row[f"{name}_se"]
+    pm = " ± " if style == "md" else r" \pm "
+    text = f"{mean:.{d}f}" + (f"{pm}{se:.{d}f}" if not math.isnan(se) else "")
+    if style == "md":
+        text = f"**{text}**" if bold else text
+    else:
+        text = f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+    marks = ("†" if row["images_diverged"] else "") + ("‡" if row["failed"] else "")
+    if style == "tex":
+        marks = marks.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$")
+    return text + marks
+
+
+def _notes(summary: pd.DataFrame) -> list[str]:
+    seeds = sorted(set(summary.seeds))
+    notes = [f"mean ± standard error over {'/'.join(map(str, seeds))} seed(s) (no ± with one seed); "
+             "each seed's number is a mean over its images; best per column in bold"]
+    for _, row in summary.iterrows():
+        where = ", ".join(f"{k}={row[k]}" for k in summary.attrs["settings"]) or "all runs"
+        if row["images_diverged"] and _state(row) == "ok":
+            notes.append(f"† {where}: {row['images_diverged']} of {row['images']} images diverged "
+                         "(left out of the mean)")
+        if row["failed"] and _state(row) == "ok":
+            notes.append(f"‡ {where}: {row['failed']} of {row['runs']} runs failed")
+    return notes
+
+
+def markdown(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+    out = []
+    for name in names:
+        rows, cols, cells = _grid(summary, name)
+        out += [f"### {LABELS[name]}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        best = {c: _best(cells, rows, c, name) for c in cols}
+        for r in rows:
+            out.append(f"| {r} | " + " | ".join(_cell(cells[(r, c)], name, best[c] == r, "md")
+                                              if (r, c) in cells else "" for c in cols) + " |")
+        out.append("")
+    return "\n".join(out + [f"- {n}" for n in _notes(summary)]) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for char in "\\&%$#_{}":
+        text = text.replace(char, "\\" + char)
     return text
 
 
-def markdown_table(runs) -> str:
-    keys = swept_keys(runs)
-    columns = sorted({setting(r, keys) for r in runs})
-    methods = sorted({r["method"] for r in runs})
-    by_cell = {(r["method"], setting(r, keys)): r for r in runs}
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for method in methods:
-        cells = [cell(by_cell[(method, c)]) if (method, c) in by_cell else "" for c in columns]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nCells: PSNR (dB) / SSIM, mean ± std over images; NFE per image; seconds per image.\n"
+def latex(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+    """One booktabs tabular per metric (``\\usepackage{booktabs}``)."""
+    out = []
+    for name in names:
+        rows, cols, cells = _grid(summary, name)
+        best = {c: _best(cells, rows, c, name) for c in cols}
+        out += [f"% {LABELS[name]}: " + "; ".join(_notes(summary)).replace("±", "+-"),
+                r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
+                " & ".join(["method", *map(_tex_escape, cols)]) + r" \\", r"\midrule"]
+        for r in rows:
+            out.append(" & ".join([_tex_escape(r), *(_cell(cells[(r, c)], name, best[c] == r, "tex")
+                                                     if (r, c) in cells else "" for c in cols)]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out)
 
 
-def runs_csv(runs) -> str:
-    keys = sorted({k for r in runs for k in r["overrides"]})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["run_dir", "status", "method", "bits", "m", *keys, *FIELDS])
-    writer.writeheader()
-    for r in runs:
-        row = {k: r.get(k) for k in ("run_dir", "status", "method", "bits", "m", *FIELDS)}
-        row.update({k: r["overrides"].get(k) for k in keys})
-        writer.writerow(row)
-    return buf.getvalue()
+# ---------------------------------------------------------------- plots
+
+def _series(summary, x, keys):
+    """{label: rows sorted by x} for the plot of ``x``; series differ in every other varying key."""
+    by = [k for k in keys if k != x]
+    out = {}
+    for _, row in summary.iterrows():
+        label = ", ".join(str(row[k]) if k == "method" else f"{k}={row[k]}" for k in by) or "all"
+        out.setdefault(label, []).append(row)
+    return {k: sorted(v, key=lambda r: float(r[x])) for k, v in sorted(out.items())}
 
 
-def _curves(runs, x_key, series_keys):
-    """{series label: sorted [(x, psnr)]} over the finished runs."""
-    curves = defaultdict(list)
-    for r in runs:
-        if r["status"] == "finished" and r["psnr_mean"] is not None and r.get(x_key) is not None:
-            label = ", ".join(f"{k}={r[k]}" if k != "method" else str(r[k]) for k in series_keys)
-            curves[label].append((float(r[x_key]), r["psnr_mean"]))
-    return {k: sorted(v) for k, v in curves.items()}
-
-
-def _plot(path: Path, curves, xlabel, title, logx=False) -> Path | None:
-    if not any(len(points) > 1 for points in curves.values()):
-        return None
+def plot(summary: pd.DataFrame, x: str, name: str, path: Path, keys=None, xlabel=None, title=None) -> list[Path]:
+    """``name`` against ``x``, one line per series, error bars = standard error over seeds (over
+    images where a setting has one seed). Drawn only where a series has two or more x values.
+    A failed or fully diverged setting is an x at the foot of the axes, labelled; a setting with
+    some diverged images is circled. Writes PNG and PDF; returns their paths."""
+    keys = summary.attrs["settings"] if keys is None else keys
+    if x not in summary:
+        return []
+    series = _series(summary, x, keys)
+    if not any(len({float(r[x]) for r in rows}) > 1 for rows in series.values()):
+        return []
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, points in sorted(curves.items()):
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    if logx:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    one_seed = False
+    for label, rows in series.items():
+        ok = [r for r in rows if _state(r) == "ok"]
+        xs = [float(r[x]) for r in ok]
+        ys = [r[f"{name}_mean"] for r in ok]
+        err = []
+        for r in ok:
+            if math.isnan(r[f"{name}_se"]):
+                one_seed = True
+                err.append(r[f"{name}_image_std"] / math.sqrt(max(r["images"], 1)))
+            else:
+                err.append(r[f"{name}_se"])
+        line = ax.errorbar(xs, ys, yerr=np.nan_to_num(err), marker="o", capsize=3, label=label)
+        color = line.lines[0].get_color()
+        for r in ok:
+            if r["images_diverged"]:
+                ax.plot(float(r[x]), r[f"{name}_mean"], "o", ms=14, mfc="none", mec="red")
+                ax.annotate(f"{r['images_diverged']}/{r['images']} diverged", (float(r[x]), r[f"{name}_mean"]),
+                            textcoords="offset points", xytext=(6, 8), fontsize=7, color="red")
+        for r in rows:
+            if _state(r) != "ok":
+                ax.plot(float(r[x]), 0.03, "x", color=color, ms=10, mew=2, transform=ax.get_xaxis_transform())
+                ax.annotate(_state(r), (float(r[x]), 0.03), xycoords=ax.get_xaxis_transform(),
+                            textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7, color=color)
+    if x == "m":
         ax.set_xscale("log")
-    ax.set(xlabel=xlabel, ylabel="PSNR (dB)", title=title)
+    if x == "bits":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bars = "s.e. over images (one seed)" if one_seed else "s.e. over seeds"
+    title = (title or f"{LABELS[name]} against {x}") + f"\n(bars: {bars})"
+    ax.set(xlabel=xlabel or x, ylabel=LABELS[name], title=title)
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tracking.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    paths = []
+    for fmt in ("png", "pdf"):
+        target = path.with_suffix(f".{fmt}")
+        paths.append(tracking.atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=130)))
     plt.close(fig)
-    return path
+    return paths
 
 
-def plots(runs, out: Path) -> list[Path]:
-    made = [
-        _plot(out / "psnr_vs_m.png", _curves(runs, "m", ["method", "bits"]), "measurements M", "PSNR against M",
-              logx=True),
-        _plot(out / "psnr_vs_bits.png", _curves(runs, "bits", ["method", "m"]), "bits Q", "PSNR against bits"),
-    ]
-    budget = [dict(r, budget=int(r["bits"]) * int(r["m"])) for r in runs
-              if r["bits"] is not None and r["m"] is not None]
-    made.append(_plot(out / "bit_budget.png", _curves(budget, "bits", ["method", "budget"]), "bits Q (Q x M fixed)",
-                      "Fixed bit budget Q x M"))
-    return [p for p in made if p is not None]
-
-
-def write_outputs(runs, out) -> dict:
-    """runs.csv, table.md and the plots of ``runs`` in ``out``."""
+def plots(summary: pd.DataFrame, out: Path, names=("psnr", "ssim")) -> list[Path]:
+    """Against M, against bits, and against bits at a fixed bit budget Q x M, where the grid has the points."""
     out = Path(out)
-    tracking.write_text(out / "runs.csv", runs_csv(runs))
-    table = markdown_table(runs)
+    keys = summary.attrs["settings"]
+    made = []
+    for name in names:
+        made += plot(summary, "m", name, out / f"{name}_vs_m", xlabel="measurements M")
+        made += plot(summary, "bits", name, out / f"{name}_vs_bits", xlabel="bits Q")
+    if {"bits", "m"} <= set(keys):
+        budget = summary.assign(bit_budget=summary.bits.astype(int) * summary.m.astype(int))
+        budget.attrs["settings"] = keys
+        series_keys = [k for k in keys if k != "m"] + ["bit_budget"]
+        made += plot(budget, "bits", "psnr", out / "bit_budget", keys=series_keys, xlabel="bits Q (Q x M fixed)",
+                     title="PSNR at a fixed bit budget Q x M")
+    return made
+
+
+# ---------------------------------------------------------------- all of it
+
+def write_outputs(frame: pd.DataFrame, out) -> dict:
+    """runs.csv (one row per run), summary.csv (one per setting), table.md, table.tex and the plots."""
+    if frame.empty:
+        raise SystemExit("no runs to aggregate")
+    out = Path(out)
+    summary = average_seeds(frame)
+    tracking.write_text(out / "runs.csv", frame.to_csv(index=False))
+    tracking.write_text(out / "summary.csv", summary.to_csv(index=False))
+    table = markdown(summary)
     tracking.write_text(out / "table.md", table)
-    return dict(runs=runs, table=table, plots=plots(runs, out), out=out)
+    tracking.write_text(out / "table.tex", latex(summary))
+    return dict(runs=frame, summary=summary, table=table, plots=plots(summary, out), out=out)
 
 
 def aggregate(folders, out=None) -> dict:
-    runs = find_runs(folders)
-    if not runs:
-        raise SystemExit(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/overrides.yaml)")
-    return write_outputs(runs, out or folders[0])
-
-
-def from_wandb(path: str, group: str | None = None) -> list[dict]:
-    """The same records from W&B (online): ``path`` is entity/project."""
-    import wandb
-
-    filters = {"group": group} if group else {}
-    runs = []
-    for r in wandb.Api().runs(path, filters=filters):
-        summary = dict(r.summary)
-        runs.append(dict(run_dir=r.url, overrides={t.split("=", 1)[0]: t.split("=", 1)[1] for t in r.tags if "=" in t},
-                         method=summary.get("method", "?"), bits=summary.get("bits"), m=summary.get("m"),
-                         status="finished" if r.state == "finished" else "failed",
-                         **{k: summary.get(k) for k in FIELDS}))
-    return runs
+    frame = find_runs(folders)
+    if frame.empty:
+        raise SystemExit(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/)")
+    return write_outputs(frame, out or folders[0])

@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
 from qcsbench.data_term import nll_grad
 from qcsbench.errors import ConfigError
+from qcsbench.progress import steps
 
 
 @torch.no_grad()
@@ -31,7 +31,7 @@ def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, progress=
     sigmas = [float(s) for s in sigmas]
     x = sigmas[0] * rng.randn(*shape)
     first = None
-    for i, sigma in enumerate(tqdm(sigmas, desc="hqs", leave=False, disable=None if progress else True)):
+    for i, sigma in enumerate(steps(sigmas, "hqs", progress)):
         x0_hat = prior.denoise(x, sigma)
         if first is None:
             first = x0_hat

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
+
+from qcsbench.progress import steps
 
 WEIGHTINGS = ("plain", "norm_ratio", "norm_ratio_batch")
 
@@ -47,7 +48,7 @@ def annealed_langevin(x, prior, likelihood_score, sigmas, rng, step_lr=2e-4, ste
     beta_last = sigmas[-1]
     previous = x
     nfe = 0
-    for beta in tqdm(sigmas, desc="langevin", leave=False, disable=None if progress else True):
+    for beta in steps(sigmas, "langevin", progress):
         alpha = step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio)
         noise_scale = math.sqrt(2 * alpha)
         for _ in range(steps_per_level):

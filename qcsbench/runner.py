@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qcsbench import metrics, tracking
+from qcsbench import metrics, progress, tracking
 from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
@@ -177,11 +177,14 @@ def run(cfg: DictConfig) -> dict:
                  **job_identity(cfg))
     exit_code = 1
     try:
+        images = progress.Progress(len(todo), f"{method.name}, all images", unit="images", every=0, bar=False)
         for batch in batches:
-            for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
-                records[record["index"]] = record
-                if store:
-                    store.save(record)
+            with progress.labelled(f"{method.name} images {batch[0]}-{batch[-1]}"):
+                for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
+                    records[record["index"]] = record
+                    if store:
+                        store.save(record)
+            images.update(len(batch))
         ordered = [records[i] for i in range(num_images)]
         summary = summarize(ordered, sum(r["seconds"] for r in ordered), cfg)
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,

@@ -18,7 +18,8 @@ import torch
 from qcsbench import tracking
 
 # Settings that cannot change a result: how it is logged, shown or batched.
-IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra"}
+IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra",
+           "optimized_metric"}
 
 
 def result_key(full: dict) -> dict:

@@ -1,11 +1,13 @@
-"""Tables and plots from one or more sweep folders.
+"""Tables and plots from one or more sweep folders, or from W&B.
 
     python scripts/aggregate.py outputs/sweeps/2026-11-23/11-30-00 [more folders] [--out DIR]
     python scripts/aggregate.py --wandb ENTITY/PROJECT [--group GROUP] --out DIR
 
-Writes runs.csv (every run), table.md (rows: method; columns: the swept settings; cells:
-PSNR and SSIM mean ± std, NFE, seconds per image; failed and diverged runs marked) and
-psnr_vs_m.png, psnr_vs_bits.png, bit_budget.png where the sweep has the points for them.
+Every run's settings come from its resolved config; runs that differ only in their seeds
+are averaged (mean ± standard error over the seeds). Writes runs.csv (one row per run),
+summary.csv (one row per setting), table.md and table.tex (PSNR and SSIM; rows: method;
+columns: the settings that vary; best per column in bold; failed and diverged marked) and
+PNG + PDF plots against M, bits and a fixed bit budget where the sweep has the points.
 """
 import argparse
 import sys
@@ -19,7 +21,7 @@ from qcsbench import aggregate  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="*", help="sweep folders (searched recursively for runs)")
-    parser.add_argument("--out", help="where to write the table and plots (default: the first folder)")
+    parser.add_argument("--out", help="where to write the tables and plots (default: the first folder)")
     parser.add_argument("--wandb", help="entity/project: read the runs from W&B instead (online)")
     parser.add_argument("--group", help="with --wandb: only this group (sweep)")
     args = parser.parse_args()
@@ -30,9 +32,9 @@ def main():
     else:
         parser.error("give sweep folders, or --wandb ENTITY/PROJECT")
     print(result["table"])
-    failed = sum(r["status"] != "finished" for r in result["runs"])
-    print(f"{len(result['runs'])} runs ({failed} failed); wrote runs.csv, table.md"
-          + "".join(f", {p.name}" for p in result["plots"]) + f" to {result['out']}")
+    runs = result["runs"]
+    print(f"{len(runs)} runs ({int((runs.status != 'finished').sum())} failed); wrote runs.csv, summary.csv, "
+          "table.md, table.tex" + "".join(f", {p.name}" for p in result["plots"]) + f" to {result['out']}")
 
 
 if __name__ == "__main__":

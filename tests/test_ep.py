@@ -228,6 +228,7 @@ def test_presets_compose(make_cfg, experiment):
     assert cfg.operator.get("kappa", None) == 1000.0 or cfg.operator.get("rho", None) == 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [1, 2])
 def test_run_py_qcs_sgm_plus_end_to_end(cache_dir, tmp_path, bits):
     out = tmp_path / "run"

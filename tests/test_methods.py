@@ -216,6 +216,7 @@ def test_diff_onebit_improves_on_its_initialisation(mnist):
     assert float(metrics.psnr(result.x_hat, mnist["x"]).mean()) > float(first) + 1.0
 
 
+@pytest.mark.slow
 def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
     """run.py with quantizer=logistic: Diff-OneBit from the command line, QCS-SGM and QCS-SGM+ in process."""
     proc = run_cli(*BASE, "quantizer=logistic", "method=diff_onebit", "method.num_levels=30", "m=300",

@@ -36,6 +36,7 @@ def cli_run(tmp_path_factory, cache_dir):
     return out
 
 
+@pytest.mark.slow
 def test_run_writes_every_file_with_sane_values(cli_run):
     for name in FILES:
         assert (cli_run / name).is_file(), name
@@ -63,6 +64,7 @@ def test_run_writes_every_file_with_sane_values(cli_run):
     assert "bits: 1" in (cli_run / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     runs = glob.glob(str(cli_run / "wandb" / "offline-run-*"))
     assert len(runs) == 1
@@ -87,6 +89,7 @@ def test_results_do_not_depend_on_the_batch_size(make_cfg, tmp_path):
     assert torch.allclose(runs[3], runs[1], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_more_bits_recover_better(make_cfg, tmp_path, cli_run):
     one = json.loads((cli_run / "metrics.json").read_text())  # the same tiny run at 1 bit
     for bits in (2, 3):
@@ -139,6 +142,7 @@ def test_bad_input_stops_before_any_compute(make_cfg, tmp_path, monkeypatch, ove
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so device=cuda is valid")
 def test_bad_input_on_the_command_line_is_one_sentence(tmp_path):
     proc = run_cli("device=cuda", "logger=none", f"hydra.run.dir={tmp_path}")

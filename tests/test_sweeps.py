@@ -1,5 +1,6 @@
 """Sweeps the way researchers run them: local multirun grids, a real SLURM cluster, resume."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,23 +30,25 @@ def sweep(sweep_dir, *extra, env=None):
 def job_metrics(sweep_dir):
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
-        overrides = aggregate.parse_overrides(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
         out[(overrides["method"], overrides["bits"])] = json.loads((job / "metrics.json").read_text())
     return out
 
 
 def check_aggregate(sweep_dir, metrics):
+    """One seed per setting: the table's cell is that run's own mean; rows are methods, columns bits."""
     result = aggregate.aggregate([sweep_dir])
-    assert len(result["runs"]) == 4 and all(r["status"] == "finished" for r in result["runs"])
-    for run in result["runs"]:
-        expected = metrics[(run["overrides"]["method"], run["overrides"]["bits"])]
-        assert run["psnr_mean"] == expected["psnr_mean"] and run["ssim_std"] == expected["ssim_std"]
-        assert f"{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f} dB" in result["table"]
+    assert len(result["runs"]) == 4 and (result["runs"].status == "finished").all()
+    for _, cell in result["summary"].iterrows():
+        expected = metrics[(cell["method"], cell["bits"])]
+        assert cell.psnr_mean == expected["psnr_mean"] and cell.ssim_image_std == expected["ssim_std"]
+        assert f"{expected['psnr_mean']:.2f}" in result["table"]
     lines = [line for line in result["table"].splitlines() if line.startswith("| qcs_sgm")]
-    assert len(lines) == 2 and "bits=1" in result["table"] and "bits=2" in result["table"]
+    assert len(lines) == 4 and "| method | bits=1 | bits=2 |" in result["table"]  # PSNR and SSIM tables
     assert (Path(sweep_dir) / "runs.csv").is_file() and (Path(sweep_dir) / "psnr_vs_bits.png").is_file()
 
 
+@pytest.mark.slow
 def test_local_grid_aggregate_and_resume(tmp_path, cache_dir):
     sweep_dir = tmp_path / "sweep"
     sweep(sweep_dir, "logger=none")
@@ -74,14 +77,15 @@ def test_local_grid_aggregate_and_resume(tmp_path, cache_dir):
         assert redone[key]["psnr_mean"] == pytest.approx(m["psnr_mean"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
     sweep_dir = tmp_path / "sweep"
     proc = run_cli("-m", *JOB, "logger=none", "bits=1,0", f"hydra.sweep.dir={sweep_dir}",
                    f"results_dir={tmp_path / 'results'}")
     assert proc.returncode != 0 and "bits=0 is not allowed" in proc.stderr
     runs = aggregate.find_runs([sweep_dir])
-    assert sorted(r["status"] for r in runs) == ["failed", "finished"]
-    assert "**failed**" in aggregate.markdown_table(runs)
+    assert sorted(runs.status) == ["failed", "finished"]
+    assert "**failed**" in aggregate.markdown(aggregate.average_seeds(runs))
 
 
 def wandb_records(sweep_dir):
@@ -92,6 +96,7 @@ def wandb_records(sweep_dir):
     return out
 
 
+@pytest.mark.slow
 def test_wandb_one_run_per_job_grouped_by_sweep_and_stable_ids(tmp_path, cache_dir):
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     grid = ["bits=1,2"]
@@ -124,6 +129,7 @@ def require_slurm():
     pytest.skip(message)
 
 
+@pytest.mark.slow
 def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     require_slurm()
     sweep_dir = tmp_path / "sweep"
@@ -136,6 +142,7 @@ def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     assert len(logs) == 4  # four SLURM array tasks ran them
 
 
+@pytest.mark.slow
 def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
     """Preempt a running SLURM task the way SLURM does (submitit's own test signal): submitit
     checkpoints and requeues it, and the requeued task reuses the images already stored."""
@@ -176,3 +183,31 @@ def test_batches_to_run():
     assert batches_to_run(6, 2, done, coupled=False) == [[2, 3], [5]]
     assert batches_to_run(6, 2, done, coupled=True) == [[2, 3], [4, 5]]
     assert batches_to_run(6, 4, {i: None for i in range(6)}, coupled=False) == []
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, cache_dir):
+    """hparams_search=qcs_sgm_step_lr, shrunk to two trials: each trial returns its mean PSNR
+    (a float), and the best of them is what Optuna reports."""
+    sweep_dir = tmp_path / "optuna"
+    proc = run_cli("hparams_search=qcs_sgm_step_lr", "hydra.sweeper.n_trials=2", *JOB, "logger=none",
+                   f"hydra.sweep.dir={sweep_dir}", f"results_dir={tmp_path / 'results'}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    trials = [json.loads((sweep_dir / str(i) / "metrics.json").read_text()) for i in range(2)]
+    steps = [yaml.safe_load((sweep_dir / str(i) / "config.yaml").read_text())["method"]["step_lr"] for i in range(2)]
+    assert all(1e-5 <= s <= 2e-4 for s in steps) and steps[0] != steps[1]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(t["psnr_mean"] for t in trials))
+    winner = max((0, 1), key=lambda i: trials[i]["psnr_mean"])
+    assert best["best_params"]["method.step_lr"] == pytest.approx(steps[winner])
+
+
+def test_optimized_metric_is_checked_and_returned_as_a_float(make_cfg, monkeypatch):
+    from qcsbench import cli, runner
+    from qcsbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimized_metric=psnr is not allowed: use one of psnr_mean, psnr_std"):
+        cli.optimized_metric(make_cfg("optimized_metric=psnr"))
+    monkeypatch.setattr(runner, "run", lambda cfg: {"psnr_mean": 14.5, "ssim_mean": None})
+    assert cli.task(make_cfg()) == 14.5 and isinstance(cli.task(make_cfg()), float)
+    assert math.isnan(cli.task(make_cfg("optimized_metric=ssim_mean")))  # every image diverged

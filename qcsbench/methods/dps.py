@@ -11,12 +11,12 @@ denoiser by autograd; the final step goes to sigma = 0 and returns x0 minus the 
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from qcsbench.data_term import nll, nll_surrogate
 from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method, noise_ladder
 from qcsbench.problem import Recovery
+from qcsbench.progress import steps
 
 GUIDANCES = ("nll", "sqrt_nll")
 
@@ -53,8 +53,7 @@ class DPS(Method):
     def recover(self, problem, prior, rng):
         sigmas = [float(s) for s in noise_ladder(prior, **self.ladder)] + [0.0]
         x = sigmas[0] * rng.randn(*problem.shape)
-        for sigma, nxt in tqdm(list(zip(sigmas[:-1], sigmas[1:])), desc="dps", leave=False,
-                               disable=None if self.progress else True):
+        for sigma, nxt in steps(list(zip(sigmas[:-1], sigmas[1:])), "dps", self.progress):
             grad, x0 = guidance_grad(problem, prior, x, sigma, self.guidance)
             ratio = (nxt / sigma) ** 2
             x = x0 + ratio * (x - x0) + nxt * (1 - ratio) ** 0.5 * rng.randn(*problem.shape) - self.zeta * grad

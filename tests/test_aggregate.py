@@ -1,0 +1,133 @@
+"""Aggregation: fabricated run folders with known numbers, two seeds per setting, averaged."""
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from qcsbench import aggregate
+
+# (method, bits, seed) -> (psnr mean over images, psnr std over images, ssim mean)
+NUMBERS = {
+    ("qcs_sgm", 1, 0): (14.0, 1.0, 0.40), ("qcs_sgm", 1, 1): (15.0, 3.0, 0.44),
+    ("qcs_sgm", 2, 0): (17.5, 2.0, 0.60), ("qcs_sgm", 2, 1): (16.5, 2.0, 0.58),
+    ("dps", 1, 0): (12.0, 1.0, 0.30), ("dps", 1, 1): (12.4, 1.0, 0.31),
+}
+
+
+def config(method, bits, seed, **display):
+    """A resolved config as the runner saves it; ``display`` varies the display-only keys."""
+    return {
+        "method": {"_target_": f"qcsbench.methods.{method}.X", "name": method, "step_lr": 5e-5 if method == "qcs_sgm"
+                   else None, "progress": display.get("progress", False)},
+        "quantizer": {"_target_": "qcsbench.channels.UniformQuantizer", "bits": bits, "noise_std": 0.05},
+        "operator": {"_target_": "qcsbench.operators.gaussian", "seed": 0},
+        "logger": {"_target_": display.get("logger", "qcsbench.tracking.NullLogger")},
+        "bits": bits, "m": 200, "noise_std": 0.05, "seed": seed, "num_images": 4,
+        "batch_size": display.get("batch_size", 4), "device": "cpu", "results_dir": "/somewhere",
+        "cache_dir": "~/.cache/qcsbench", "resume": True,
+    }
+
+
+def numbers(psnr, psnr_std, ssim, diverged=0):
+    ok = psnr is not None  # every image diverged: the runner writes null means
+    return {"psnr_mean": psnr, "psnr_std": psnr_std, "ssim_mean": ssim, "ssim_std": 0.05 if ok else None,
+            "nmse_mean": 0.5 if ok else None, "nmse_std": 0.1 if ok else None, "cosine_mean": 0.8 if ok else None,
+            "cosine_std": 0.05 if ok else None, "psnr_scaled_mean": psnr + 1 if ok else None,
+            "psnr_scaled_std": 1.0 if ok else None, "nfe": 40, "seconds": 2.0, "seconds_per_image": 0.5,
+            "num_images": 4, "num_diverged": diverged, "num_resumed": 0, "method": "ignored", "bits": "ignored"}
+
+
+def write_run(folder, cfg, metrics=None, resolved=True):
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if resolved:
+        (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """The six finished runs (seed 1 with another logger and batch size), a failed run, a diverged one."""
+    root = tmp_path / "sweep"
+    for i, ((method, bits, seed), (p, s, q)) in enumerate(NUMBERS.items()):
+        display = dict(logger="qcsbench.tracking.WandbLogger", batch_size=2, progress=True) if seed else {}
+        write_run(root / str(i), config(method, bits, seed, **display), numbers(p, s, q))
+    write_run(root / "6", config("dps", 2, 0), None, resolved=False)  # stopped before writing anything
+    nan_run = numbers(None, None, None, diverged=4)
+    write_run(root / "7", config("dps", 2, 1), nan_run)
+    return root
+
+
+def test_two_seeds_are_averaged_with_standard_errors(sweep):
+    result = aggregate.aggregate([sweep], sweep / "out")
+    runs, summary = result["runs"], result["summary"]
+    assert len(runs) == 8 and runs.columns.is_unique
+    assert not {"logger", "batch_size", "device", "results_dir", "cache_dir", "resume", "method.progress"} & set(runs)
+    assert summary.attrs["settings"] == ["method", "bits"]  # display-only keys and seeds are not settings
+    for (method, bits), cell in summary.set_index(["method", "bits"]).iterrows():
+        if (method, bits) == ("dps", "2"):
+            continue
+        (p0, s0, q0), (p1, s1, q1) = NUMBERS[(method, int(bits), 0)], NUMBERS[(method, int(bits), 1)]
+        # two values: the mean is their midpoint, the std (n - 1) is |a - b| / sqrt 2, so the s.e. is |a - b| / 2
+        assert cell.psnr_mean == pytest.approx((p0 + p1) / 2) and cell.psnr_se == pytest.approx(abs(p0 - p1) / 2)
+        assert cell.ssim_mean == pytest.approx((q0 + q1) / 2) and cell.ssim_se == pytest.approx(abs(q0 - q1) / 2)
+        assert cell.psnr_image_std == pytest.approx((s0 + s1) / 2)
+        assert cell.seeds == 2 and cell.runs == 2 and cell.failed == 0
+    broken = summary.set_index(["method", "bits"]).loc[("dps", "2")]
+    assert broken.runs == 2 and broken.failed == 1 and broken.images_diverged == 4 and math.isnan(broken.psnr_mean)
+
+
+def test_tables_in_markdown_and_latex_mark_best_failed_and_diverged(sweep):
+    result = aggregate.aggregate([sweep], sweep / "out")
+    table = result["table"]
+    assert "| method | bits=1 | bits=2 |" in table
+    assert "| qcs_sgm | **14.50 ± 0.50** | **17.00 ± 0.50** |" in table  # best of its column in bold
+    assert "| dps | 12.20 ± 0.20 | **diverged** |" in table
+    assert "seed" not in table.split("- ")[0] and "batch_size" not in table and "<br>" not in table
+    tex = (sweep / "out" / "table.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"qcs\_sgm & $\mathbf{14.50 \pm 0.50}$ & $\mathbf{17.00 \pm 0.50}$ \\" in tex
+
+
+def test_plots_only_where_the_grid_has_points(sweep):
+    result = aggregate.aggregate([sweep], sweep / "out")
+    names = sorted(p.name for p in result["plots"])
+    # bits varies, M does not: no PSNR-against-M plot and no fixed-budget plot
+    assert names == ["psnr_vs_bits.pdf", "psnr_vs_bits.png", "ssim_vs_bits.pdf", "ssim_vs_bits.png"]
+    assert all(p.stat().st_size > 1000 for p in result["plots"])
+
+
+def test_wandb_builds_the_same_frame_from_each_runs_config(sweep):
+    """A stand-in for wandb.Api(): runs that differ only in their seed stay two runs."""
+    fake_runs = []
+    for job in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir()):
+        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        done = (job / "metrics.json").is_file()
+        summary = json.loads((job / "metrics.json").read_text()) if done else {}
+        fake_runs.append(SimpleNamespace(config=cfg, summary=summary, state="finished" if done else "crashed",
+                                         url=f"https://wandb.example/{job.name}"))
+
+    class FakeApi:
+        def runs(self, path, filters):
+            assert path == "me/qcsbench" and filters == {"group": "g"}
+            return fake_runs
+
+    from_files = aggregate.average_seeds(aggregate.find_runs([sweep]))
+    from_wandb = aggregate.average_seeds(aggregate.from_wandb("me/qcsbench", "g", api=FakeApi()))
+    assert from_wandb.equals(from_files)
+
+
+def test_fixed_bit_budget_sweep_draws_only_the_budget_plot(tmp_path):
+    """m follows bits (m = budget / bits, resolved in the saved config): one seed, so the error
+    bars fall back to the per-image spread; no PSNR-against-M or -bits line has two points."""
+    for i, bits in enumerate((1, 2, 3)):
+        cfg = config("qcs_sgm", bits, 0)
+        cfg.update(m=12288 // bits, bit_budget=12288)
+        write_run(tmp_path / "sweep" / str(i), cfg, numbers(14.0 + bits, 1.0, 0.5))
+    result = aggregate.aggregate([tmp_path / "sweep"], tmp_path / "out")
+    assert sorted(p.name for p in result["plots"]) == ["bit_budget.pdf", "bit_budget.png"]
+    assert "| method | bits=1, m=12288 | bits=2, m=6144 | bits=3, m=4096 |" in result["table"]
+    assert "| qcs_sgm | 15.00 | 16.00 | 17.00 |" in result["table"]  # one seed: no s.e.; one row: no bold
