@@ -152,13 +152,15 @@ class GibbsPosterior:
         u = torch.rand(x.shape[0], self.a.shape[0], generator=g, dtype=x.dtype).clamp_min(1e-300)  # U = 0: t = -inf
         return truncated_normal(x @ self.a.T, self.s, self.lower, self.upper, u)
 
-    def sample(self, num_samples: int, generator: torch.Generator, sweeps: int = 500) -> torch.Tensor:
-        """``num_samples`` independent chains, each run ``sweeps`` times from a prior draw; their final
-        states, shape (num_samples, *shape). Without quantization the draws are exact at once."""
+    def sample(self, num_samples: int, generator: torch.Generator, sweeps: int = 100,
+               start: torch.Tensor | None = None) -> torch.Tensor:
+        """``num_samples`` independent chains, each run ``sweeps`` times from a prior draw (or from
+        ``start``, earlier output to continue); their final states, shape (num_samples, *shape).
+        Without quantization the draws are exact at once."""
         if self.observed:
             v = self.lower.expand(num_samples, -1)
             return self.draw_x(v, generator).view(num_samples, *self.shape)
-        x = mixture_draws(self.prior, num_samples, generator)
+        x = mixture_draws(self.prior, num_samples, generator) if start is None else start.reshape(num_samples, -1)
         for _ in range(sweeps):
             x = self.draw_x(self.draw_v(x, generator), generator)
         return x.view(num_samples, *self.shape)

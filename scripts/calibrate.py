@@ -57,10 +57,13 @@ def main():
 
     tic = time.perf_counter()
     instances = [calibration.make_instance(s, r, args.seed) for s in settings(args) for r in range(args.replicates)]
-    exact = [calibration.exact_samples(inst, args.exact, args.sweeps, args.seed) for inst in instances]
-    print(f"{len(instances)} problems, exact posterior: {args.exact} draws x {args.sweeps} sweeps each "
-          f"({time.perf_counter() - tic:.0f} s). Mean error of an exact sampler with {args.samples} draws: "
-          f"about {(1 / args.samples + 1 / args.exact) ** 0.5:.3f}.\n")
+    exact, drifts = zip(*(calibration.exact_samples(inst, args.exact, args.sweeps, args.seed) for inst in instances))
+    print(f"### exact posterior ({args.exact} Gibbs chains x {args.sweeps} sweeps per problem, "
+          f"{time.perf_counter() - tic:.0f} s)\n")
+    print(calibration.exact_table(instances, exact, drifts) + "\n")
+    print(f"Mean error / spread of a perfect sampler with {args.samples} draws: about "
+          f"{(1 / args.samples + 1 / args.exact) ** 0.5:.3f}; the exact sampler's own z² and coverage are in "
+          f"parentheses.\n")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for name in args.methods:
             cfg = compose("config", overrides=[f"method={name}", "method.progress=false", *args.overrides]).method
