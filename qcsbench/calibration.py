@@ -15,6 +15,7 @@ method's samples:
                                                      the exact posterior (x* is a draw from it)
     coverage      share of coordinates whose central 90 % interval of the samples holds x*_i (0.9)
     MSE           mean_i (m'_i - x*_i)^2             against the exact posterior mean's MSE, the MMSE
+    diverged      share of the method's samples that are NaN or Inf (left out of the figures above)
 
 z^2 and coverage are also computed for the exact sampler's own draws: with a handful of
 replicates they scatter around 1 and 0.9, and that scatter is the yardstick's resolution.
@@ -132,15 +133,22 @@ def method_samples(method, instance: Instance, num_samples: int, seed: int = 0) 
 
 
 def figures(samples: torch.Tensor, exact: torch.Tensor, truth: torch.Tensor) -> dict:
-    """The module docstring's figures of ``samples`` against the exact draws and the truth.
-    z^2 and coverage are None for a point estimate (samples without spread)."""
+    """The module docstring's figures of ``samples`` against the exact draws and the truth, over the
+    samples that are finite (``diverged``: the share that is not; all figures None if none is).
+    z^2 and coverage are None for a point estimate (samples without spread); a coordinate without
+    spread that misses the truth makes z^2 infinite."""
+    finite = torch.isfinite(samples).all(1)
+    out = dict(diverged=1 - float(finite.double().mean()), mean_error=None, spread=None, mse=None, z2=None,
+               coverage=None)
+    samples = samples[finite]
+    if len(samples) == 0:
+        return out
     mean, exact_mean = samples.mean(0), exact.mean(0)
     exact_trace = exact.var(0).sum()
     var = samples.var(0) if len(samples) > 1 else torch.zeros_like(mean)
-    out = dict(mean_error=float((mean - exact_mean).norm() / exact_trace.sqrt()),
-               spread=float((var.sum() / exact_trace).sqrt()),
-               mse=float(((mean - truth) ** 2).mean()), z2=None, coverage=None)
-    if bool((var > 0).all()):
+    out.update(mean_error=float((mean - exact_mean).norm() / exact_trace.sqrt()),
+               spread=float((var.sum() / exact_trace).sqrt()), mse=float(((mean - truth) ** 2).mean()))
+    if bool((var > 0).any()):
         lo, hi = torch.quantile(samples, torch.tensor([0.05, 0.95], dtype=samples.dtype), dim=0)
         out["z2"] = float(((truth - mean) ** 2 / var).mean())
         out["coverage"] = float(((truth >= lo) & (truth <= hi)).double().mean())
@@ -160,13 +168,18 @@ def evaluate(method, instances, exact: list[torch.Tensor], num_samples: int, see
 
 
 def summary(rows: list[dict]) -> dict:
-    """Averages over rows; the MMSE gap is 10 log10 of the summed MSEs' ratio, in dB."""
+    """Averages over the rows with at least one finite sample (``diverged`` over all rows); a figure
+    missing from one of them (z^2 of a point estimate) is missing from the average. The MMSE gap is
+    10 log10 of the ratio of the averaged MSEs, in dB."""
+    valid = [r for r in rows if r["mean_error"] is not None]
+
     def avg(key):
-        values = [r[key] for r in rows if r[key] is not None]
-        return sum(values) / len(values) if len(values) == len(rows) else None
-    out = {k: avg(k) for k in ("mean_error", "spread", "z2", "coverage", "mse", "exact_z2", "exact_coverage", "exact_mse")}
-    out["mmse_gap_db"] = 10 * math.log10(out["mse"] / out["exact_mse"]) if all(math.isfinite(r["mse"]) for r in rows) \
-        else float("nan")
+        values = [r[key] for r in valid if r[key] is not None]
+        return sum(values) / len(values) if valid and len(values) == len(valid) else None
+    keys = ("mean_error", "spread", "z2", "coverage", "mse", "exact_z2", "exact_coverage", "exact_mse")
+    out = {k: avg(k) for k in keys}
+    out["diverged"] = sum(r["diverged"] for r in rows) / len(rows)
+    out["mmse_gap_db"] = None if out["mse"] is None else 10 * math.log10(out["mse"] / out["exact_mse"])
     return out
 
 
@@ -190,7 +203,7 @@ def _fmt(value, digits=3):
 def markdown_table(rows: list[dict]) -> str:
     """One line per setting (its replicates averaged) and one over all rows."""
     header = ("| problem | mean error / spread | spread ratio | z² (exact) | 90 % coverage (exact) "
-              "| MSE (exact MMSE) | MMSE gap dB |\n|---|---|---|---|---|---|---|")
+              "| MSE (exact MMSE) | MMSE gap dB | diverged |\n|---|---|---|---|---|---|---|---|")
     lines = [header]
     groups = {}
     for r in rows:
@@ -199,7 +212,8 @@ def markdown_table(rows: list[dict]) -> str:
         s = summary(group)
         lines.append(f"| {label} | {_fmt(s['mean_error'])} | {_fmt(s['spread'])} | {_fmt(s['z2'])} ({_fmt(s['exact_z2'])}) "
                      f"| {_fmt(s['coverage'], 2)} ({_fmt(s['exact_coverage'], 2)}) | {_fmt(s['mse'])} ({_fmt(s['exact_mse'])}) "
-                     f"| {s['mmse_gap_db']:+.2f} |")
+                     f"| {'—' if s['mmse_gap_db'] is None else format(s['mmse_gap_db'], '+.2f')} "
+                     f"| {s['diverged']:.0%} |")
     return "\n".join(lines)
 
 

@@ -48,10 +48,11 @@ def passes(rows) -> bool:
     the relative mean error is about sqrt(1/n + 1/n_e); we allow three times that. Its trace of
     covariance has a relative standard deviation of at most sqrt(2/n) (sqrt(2/n_e) for the exact
     draws), so the spread ratio sqrt(tr Cov' / tr Cov) deviates from 1 by about half of
-    sqrt(2/n + 2/n_e); we allow four times that."""
+    sqrt(2/n + 2/n_e); we allow four times that. A sampler of the posterior never diverges."""
     mean_tol = 3 * math.sqrt(1 / SAMPLES + 1 / EXACT)
     spread_tol = 4 * 0.5 * math.sqrt(2 / SAMPLES + 2 / EXACT)
-    return all(r["mean_error"] <= mean_tol and abs(r["spread"] - 1) <= spread_tol for r in rows)
+    return all(r["diverged"] == 0 and r["mean_error"] <= mean_tol and abs(r["spread"] - 1) <= spread_tol
+               for r in rows)
 
 
 def qcs_sgm(make_cfg, cls=QCSSGM):
