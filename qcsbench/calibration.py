@@ -86,6 +86,7 @@ class Instance:
     """One replicate: the prior, the problem (one image, float64 measurement) and the truth (N,)."""
 
     setting: Setting
+    replicate: int
     prior: GaussianMixturePrior
     problem: Problem
     truth: torch.Tensor
@@ -104,7 +105,7 @@ def make_instance(setting: Setting, replicate: int, seed: int = 0) -> Instance:
     channel = GaussianNoise(setting.noise_std) if setting.bits == 0 else UniformQuantizer(setting.bits, setting.noise_std)
     truth = mixture_draws(prior, 1, g)
     meas = channel.measure(op.forward(truth.view(1, *shape)), ImageRandom(key, [0], MEASUREMENT))
-    return Instance(setting, prior, Problem(op, channel, meas), truth[0])
+    return Instance(setting, replicate, prior, Problem(op, channel, meas), truth[0])
 
 
 def exact_samples(instance: Instance, num_samples: int, sweeps: int, seed: int = 0):
@@ -187,11 +188,9 @@ def exact_table(instances, exact, drifts) -> str:
     """The exact sampler per problem: its drift over the second half of the sweeps (converged chains
     stay below sqrt(2 / n), printed as the floor), the posterior's per-pixel spread and the MMSE."""
     lines = ["| problem | replicate | drift (floor) | posterior std per pixel | MMSE |", "|---|---|---|---|---|"]
-    replicate = {}
     for inst, draws, drift in zip(instances, exact, drifts):
-        r = replicate[inst.setting.label] = replicate.get(inst.setting.label, -1) + 1
         floor = math.sqrt(2 / len(draws))
-        lines.append(f"| {inst.setting.label} | {r} | {drift:.3f} ({floor:.3f}) | {float(draws.var(0).mean().sqrt()):.3g} "
+        lines.append(f"| {inst.setting.label} | {inst.replicate} | {drift:.3f} ({floor:.3f}) | {float(draws.var(0).mean().sqrt()):.3g} "
                      f"| {float(((draws.mean(0) - inst.truth) ** 2).mean()):.3g} |")
     return "\n".join(lines)
 

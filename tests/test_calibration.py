@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import ROOT
 from qcsbench.calibration import Setting, evaluate, exact_samples, make_instance, markdown_table
