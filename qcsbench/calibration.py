@@ -199,15 +199,17 @@ def _fmt(value, digits=3):
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """One line per setting (its replicates averaged) and one over all rows."""
-    header = ("| problem | mean error / spread | spread ratio | z² (exact) | 90 % coverage (exact) "
+def markdown_table(rows: list[dict], first_column: str = "problem", total: bool = True) -> str:
+    """One line per value of rows' "setting" (its rows averaged), and with ``total`` one over all
+    rows when there are several settings."""
+    header = (f"| {first_column} | mean error / spread | spread ratio | z² (exact) | 90 % coverage (exact) "
               "| MSE (exact MMSE) | MMSE gap dB | diverged |\n|---|---|---|---|---|---|---|---|")
     lines = [header]
     groups = {}
     for r in rows:
         groups.setdefault(r["setting"], []).append(r)
-    for label, group in [*groups.items(), ("**all**", rows)]:
+    every = [("**all**", rows)] if total and len(groups) > 1 else []
+    for label, group in [*groups.items(), *every]:
         s = summary(group)
         lines.append(f"| {label} | {_fmt(s['mean_error'])} | {_fmt(s['spread'])} | {_fmt(s['z2'])} ({_fmt(s['exact_z2'])}) "
                      f"| {_fmt(s['coverage'], 2)} ({_fmt(s['exact_coverage'], 2)}) | {_fmt(s['mse'])} ({_fmt(s['exact_mse'])}) "

@@ -64,6 +64,7 @@ def main():
     print(f"Mean error / spread of a perfect sampler with {args.samples} draws: about "
           f"{(1 / args.samples + 1 / args.exact) ** 0.5:.3f}; the exact sampler's own z² and coverage are in "
           f"parentheses.\n")
+    overall = []  # every method's rows, labelled by method, for the closing summary
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for name in args.methods:
             cfg = compose("config", overrides=[f"method={name}", "method.progress=false", *args.overrides]).method
@@ -75,6 +76,9 @@ def main():
             kind = "point estimate, against the MMSE" if name in POINT_ESTIMATES else f"{args.samples} samples"
             print(f"### {name} ({kind}; {time.perf_counter() - tic:.0f} s)\n")
             print(calibration.markdown_table(rows) + "\n", flush=True)
+            overall += [dict(row, setting=name) for row in rows]
+    print("### summary (every problem)\n")
+    print(calibration.markdown_table(overall, first_column="method", total=False))
 
 
 if __name__ == "__main__":
