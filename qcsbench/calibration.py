@@ -66,8 +66,9 @@ def random_mixture(n: int, components: int, g: torch.Generator) -> GaussianMixtu
     uniform in 0.5 +- 0.15 sqrt(2 / n) (so the distance between components, about 0.2, does not grow
     with n: in many dimensions well separated components would leave the exact Gibbs sampler stuck
     in the component it started in), random orientations, standard deviations log-uniform in
-    [0.04, 0.1] (at least four times the ladder's last level). Its ladder runs geometrically from twice the
-    mixture's overall spread, sqrt(tr Cov_mix), down to 0.01, at the framework's level density."""
+    [0.04, 0.1] (at least four times the ladder's last level). Its ladder runs geometrically from
+    twice the mixture's overall spread, sqrt(tr Cov_mix), down to 0.01, at the framework's level
+    density."""
     f64 = torch.float64
     weights = 0.5 + torch.rand(components, generator=g, dtype=f64)
     means = 0.5 + 0.15 * math.sqrt(2 / n) * (2 * torch.rand(components, n, generator=g, dtype=f64) - 1)
@@ -102,7 +103,10 @@ def make_instance(setting: Setting, replicate: int, seed: int = 0) -> Instance:
     else:
         op = ill_conditioned(shape, setting.m, seed=key, kappa=setting.kappa)
     op = op.to(dtype=torch.float64)  # the float32 matrix every method gets, held exactly
-    channel = GaussianNoise(setting.noise_std) if setting.bits == 0 else UniformQuantizer(setting.bits, setting.noise_std)
+    if setting.bits == 0:
+        channel = GaussianNoise(setting.noise_std)
+    else:
+        channel = UniformQuantizer(setting.bits, setting.noise_std)
     truth = mixture_draws(prior, 1, g)
     meas = channel.measure(op.forward(truth.view(1, *shape)), ImageRandom(key, [0], MEASUREMENT))
     return Instance(setting, replicate, prior, Problem(op, channel, meas), truth[0])
@@ -184,19 +188,19 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def _fmt(value, digits=3):
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
 def exact_table(instances, exact, drifts) -> str:
     """The exact sampler per problem: its drift over the second half of the sweeps (converged chains
     stay below sqrt(2 / n), printed as the floor), the posterior's per-pixel spread and the MMSE."""
     lines = ["| problem | replicate | drift (floor) | posterior std per pixel | MMSE |", "|---|---|---|---|---|"]
     for inst, draws, drift in zip(instances, exact, drifts):
-        floor = math.sqrt(2 / len(draws))
-        lines.append(f"| {inst.setting.label} | {inst.replicate} | {drift:.3f} ({floor:.3f}) | {float(draws.var(0).mean().sqrt()):.3g} "
-                     f"| {float(((draws.mean(0) - inst.truth) ** 2).mean()):.3g} |")
+        cells = [inst.setting.label, inst.replicate, f"{drift:.3f} ({math.sqrt(2 / len(draws)):.3f})",
+                 _fmt(float(draws.var(0).mean().sqrt())), _fmt(float(((draws.mean(0) - inst.truth) ** 2).mean()))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
-
-
-def _fmt(value, digits=3):
-    return "—" if value is None else f"{value:.{digits}g}"
 
 
 def markdown_table(rows: list[dict], first_column: str = "problem", total: bool = True) -> str:
@@ -211,10 +215,11 @@ def markdown_table(rows: list[dict], first_column: str = "problem", total: bool 
     every = [("**all**", rows)] if total and len(groups) > 1 else []
     for label, group in [*groups.items(), *every]:
         s = summary(group)
-        lines.append(f"| {label} | {_fmt(s['mean_error'])} | {_fmt(s['spread'])} | {_fmt(s['z2'])} ({_fmt(s['exact_z2'])}) "
-                     f"| {_fmt(s['coverage'], 2)} ({_fmt(s['exact_coverage'], 2)}) | {_fmt(s['mse'])} ({_fmt(s['exact_mse'])}) "
-                     f"| {'—' if s['mmse_gap_db'] is None else format(s['mmse_gap_db'], '+.2f')} "
-                     f"| {s['diverged']:.0%} |")
+        gap = "—" if s["mmse_gap_db"] is None else f"{s['mmse_gap_db']:+.2f}"
+        cells = [label, _fmt(s["mean_error"]), _fmt(s["spread"]), f"{_fmt(s['z2'])} ({_fmt(s['exact_z2'])})",
+                 f"{_fmt(s['coverage'], 2)} ({_fmt(s['exact_coverage'], 2)})",
+                 f"{_fmt(s['mse'])} ({_fmt(s['exact_mse'])})", gap, f"{s['diverged']:.0%}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

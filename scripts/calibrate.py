@@ -50,7 +50,8 @@ def main():
     parser.add_argument("--replicates", type=int, default=2, help="priors, A and truths per problem size")
     parser.add_argument("--samples", type=int, default=200, help="runs of each method per replicate")
     parser.add_argument("--exact", type=int, default=2000, help="exact posterior draws per replicate")
-    parser.add_argument("--sweeps", type=int, default=100, help="Gibbs sweeps per exact draw (30 mix every default problem)")
+    parser.add_argument("--sweeps", type=int, default=100,
+                        help="Gibbs sweeps per exact draw (30 mix every default problem)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every method (method.KEY=VALUE), after --")
     args = parser.parse_args()
