@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
-from qcsbench.calibration import Setting, evaluate, exact_samples, make_instance, markdown_table
+from qcsbench.calibration import Setting, evaluate, exact_samples, figures, make_instance, markdown_table
 from qcsbench.methods.qcs_sgm import QCSSGM
 from qcsbench.runner import build
 
@@ -69,6 +70,20 @@ def test_qcs_sgm_with_an_exact_likelihood_score_passes_the_yardstick(reference, 
 def test_a_broken_likelihood_score_fails_the_yardstick(reference, make_cfg, broken):
     rows = evaluate(qcs_sgm(make_cfg, broken), *reference, SAMPLES)
     assert not passes(rows), markdown_table(rows)
+
+
+def test_figures_of_draws_from_the_right_gaussian_a_point_estimate_and_diverged_samples():
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # tr Cov = 14
+    exact = torch.randn(4000, 3, generator=g, dtype=torch.float64) * scale
+    samples = torch.randn(400, 3, generator=g, dtype=torch.float64) * scale
+    samples[:40, 1] = float("nan")
+    f = figures(samples, exact, torch.zeros(3, dtype=torch.float64))
+    assert f["diverged"] == pytest.approx(0.1)
+    assert f["mean_error"] < 3 * math.sqrt(1 / 360 + 1 / 4000) and abs(f["spread"] - 1) < 0.15
+    point = figures(torch.ones(5, 3, dtype=torch.float64), exact, torch.zeros(3, dtype=torch.float64))
+    assert point["mean_error"] == pytest.approx(math.sqrt(3 / 14), rel=0.05)
+    assert (point["spread"], point["z2"], point["coverage"], point["mse"]) == (0.0, None, None, 1.0)
 
 
 def test_calibration_script_prints_a_finite_table_per_method():
