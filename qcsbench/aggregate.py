@@ -71,7 +71,8 @@ def cell(run) -> str:
     if run["status"] != "finished":
         return "**failed**"
     text = (f"{fmt(run['psnr_mean'], run['psnr_std'], 2)} dB / {fmt(run['ssim_mean'], run['ssim_std'], 3)}"
-            f"<br>NFE {run['nfe']}, {run['seconds_per_image']:.2f} s/img")
+            f"<br>NFE {run['nfe']}, "
+            + (f"{run['seconds_per_image']:.2f} s/img" if run["seconds_per_image"] is not None else "resumed"))
     if run["num_diverged"]:
         text += f"<br>**{run['num_diverged']} of {run['num_images']} diverged**"
     return text
