@@ -167,6 +167,7 @@ def run(cfg: DictConfig) -> dict:
     test_set = build(cfg.dataset, split="test")
     if num_images > len(test_set):
         raise ConfigError(f"num_images={num_images} is more than dataset {test_set.name} holds: use 1 to {len(test_set)}.")
+    test_set.check(range(num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel = build(cfg.quantizer)
     method = build(cfg.method)
     logger = build(cfg.logger)

@@ -270,6 +270,17 @@ def check_prior_files(node: dict) -> None:
                               "give a folder written by diffusers' save_pretrained.")
 
 
+def check_gmm_has_train_split(dataset: dict, prior: dict) -> None:
+    """A fitted prior needs train images that are not the test images."""
+    from qcsbench.data.image_folder import has_splits
+
+    if (str(dataset.get("_target_", "")).endswith("ImageFolder") and str(prior.get("_target_", "")).endswith("fitted_gmm")
+            and not has_splits(Path(str(dataset["root"])).expanduser())):
+        raise ConfigError(f"dataset.root={dataset['root']} is a flat folder (no train/ and test/ subfolders), so "
+                          "prior=gmm would be fitted on the test images: put training images in root/train and "
+                          "test images in root/test, or use a network prior.")
+
+
 def first_missing(cfg) -> str | None:
     """The first mandatory value (???) left unset, as its full key."""
     missing = OmegaConf.missing_keys(cfg)
@@ -302,6 +313,7 @@ def check_config(cfg) -> dict:
     dataset = config.get("dataset", {})
     if "root" in dataset:
         existing_folder("dataset.root", dataset["root"], "point it at the folder that holds the data.")
+    check_gmm_has_train_split(dataset, config.get("prior", {}))
     for group in ("prior", "method"):
         check_ladder(group, config.get(group, {}))
     check_prior_files(config.get("prior", {}))

@@ -37,12 +37,20 @@ IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte
 def read_idx_images(path) -> np.ndarray:
     """Images (N, 1, H, W) uint8 from an IDX3 file, gzipped or not."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic = int.from_bytes(data[0:4], "big")
+    hint = "download it again (e.g. from the MNIST mirror) and replace it."
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ConfigError(f"{path} cannot be read ({type(err).__name__}: {err}): {hint}") from None
+    magic = int.from_bytes(data[0:4], "big") if len(data) >= 4 else None
     if magic != 2051:
-        raise ConfigError(f"{path} is not an IDX image file (magic number {magic}, expected 2051).")
+        raise ConfigError(f"{path} is not an IDX image file (magic number {magic}, expected 2051): {hint}")
+    if len(data) < 16:
+        raise ConfigError(f"{path} is truncated (no complete header): {hint}")
     n, h, w = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
+    if len(data) < 16 + n * h * w:
+        raise ConfigError(f"{path} is truncated ({len(data) - 16} of {n * h * w} image bytes): {hint}")
     return np.frombuffer(data, dtype=np.uint8, offset=16, count=n * h * w).reshape(n, 1, h, w)
 
 
