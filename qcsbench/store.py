@@ -34,11 +34,10 @@ IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results
 NOT_NUMERIC = {"aggregate.py", "tracking.py", "validate.py", "errors.py", "store.py"}
 
 
-@functools.lru_cache(maxsize=None)
-def code_version(package_dir: str | None = None) -> str:
+def source_fingerprint(package_dir) -> str:
     """A fingerprint of the code that computes a result: the package's own source files
     (sorted by path, those in NOT_NUMERIC left out), the shipped weights, and torch's version."""
-    root = Path(package_dir or Path(qcsbench.__file__).parent)
+    root = Path(package_dir)
     h = hashlib.sha256(f"torch {torch.__version__}".encode())
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".pt") and p.is_file()):
         rel = path.relative_to(root).as_posix()
@@ -46,6 +45,12 @@ def code_version(package_dir: str | None = None) -> str:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """The fingerprint of the qcsbench package this process runs (hashed once per process)."""
+    return source_fingerprint(Path(qcsbench.__file__).parent)
 
 
 def result_key(full: dict) -> dict:

@@ -122,9 +122,11 @@ METHOD = {
     "ep_max_iter": integer(1), "ep_damping": number(0, 1, hi_open=True), "ep_tolerance": number(0, null=True),
     "noise_std": number(0, null=True), "sparsity": integer(1), "iterations": integer(1),
     "step": number(0, lo_open=True, null=True), "pixel_rms": number(0, lo_open=True), "inner_steps": integer(0),
-    "step_size": number(0, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0),
+    "step_size": number(0, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),
     "surrogate_std": number(0, lo_open=True, null=True), "guidance": choice("nll", "sqrt_nll"),
 }
+# Where one method reads a knob differently from the rest (by the class its _target_ names).
+BY_TARGET = {"DPS": {"zeta": number(0)}, "DiffPIR": {"noise_std": number(0, lo_open=True, null=True)}}
 LOGGER = {"project": text(), "entity": text(null=True), "mode": choice("online", "offline", "disabled"),
           "group": text(null=True), "tags": text_list(), "name": text(null=True)}
 GROUPS = {"dataset": DATASET, "prior": PRIOR, "operator": OPERATOR, "quantizer": QUANTIZER, "method": METHOD,
@@ -233,6 +235,7 @@ def check_group(group: str, node, table: dict) -> None:
         raise ConfigError(f"{group}={shown(node)} is not a config group option: pick one with {group}=NAME.")
     target = node.get("_target_")
     keys = accepted_keys(target) if target else None
+    table = dict(table, **BY_TARGET.get(str(target).rsplit(".", 1)[-1], {}))
     for key, value in node.items():
         full = f"{group}.{key}"
         if key.startswith("_") or (group == "prior" and key in ("dataset", "cache_dir")):

