@@ -91,7 +91,8 @@ AUTOCAST = choice("none", "bf16", "fp16")
 SIGMA = number(0, lo_open=True, null=True)
 
 TOP = {
-    "bits": integer(1, 16), "m": integer(1), "noise_std": number(0), "seed": integer(0),
+    # m is checked by the operator, which knows the number of pixels (still before the prior)
+    "bits": integer(1, 16), "noise_std": number(0), "seed": integer(0),
     "num_images": integer(1), "batch_size": integer(1), "resume": boolean(),
     "n_over_m": integer(1), "bit_budget": integer(1), "prior_autocast": AUTOCAST, "prior_compile": boolean(),
 }
