@@ -153,9 +153,19 @@ def describe_components(test_set, channel, operator, method, prior, cfg) -> dict
 
 def warn_other_versions(store: ResultStore) -> None:
     earlier = store.earlier_versions()
-    if earlier:
+    if sum(earlier.values()):
         log.warning("%d earlier results for these settings were made by other code (version %s) and are "
                     "recomputed with this code (version %s)", sum(earlier.values()), ", ".join(earlier), store.version)
+
+
+def save_to_store(store: ResultStore, record: dict) -> None:
+    """Store a finished image; a store that cannot take it (disk full, gone read-only) costs a
+    future resume that image, not this run its results."""
+    try:
+        store.save(record)
+    except OSError as err:
+        log.warning("could not store image %d in %s (%s); this run's folder still gets it, a re-run recomputes it",
+                    record["index"], store.dir, err.strerror or err)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -206,7 +216,7 @@ def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method
             for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
                 records[record["index"]] = record
                 if cfg.resume:
-                    store.save(record)
+                    save_to_store(store, record)
         ordered = [records[i] for i in range(num_images)]
         summary = summarize(ordered, set(todo), cfg, described)
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,

@@ -242,8 +242,9 @@ def check_group(group: str, node, table: dict) -> None:
         if key.startswith("_") or (group == "prior" and key in ("dataset", "cache_dir")):
             continue
         if keys is not None and key not in keys:
-            raise ConfigError(f"{full} is not a setting of {group}={option_name(group, node)}: "
-                              f"use one of {', '.join(sorted(k for k in keys if k not in ('shape', 'm', 'split')))}.")
+            settable = sorted(k for k in keys if k not in ("self", "shape", "m", "split"))
+            allowed = f"use one of {', '.join(settable)}" if settable else "it takes no settings"
+            raise ConfigError(f"{full} is not a setting of {group}={option_name(group, node)}: {allowed}.")
         if key in table:
             check_value(full, value, table[key])
 
