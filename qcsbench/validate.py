@@ -296,7 +296,13 @@ def first_missing(cfg) -> str | None:
 def check_config(cfg) -> dict:
     """Check the composed config; return it resolved as a plain dict (for the result key and
     the logger). Raises ConfigError with one sentence at the first bad value."""
-    missing = first_missing(cfg)
+    for key, rule in TOP.items():  # first, as other values are computed from them (m = bit_budget / bits)
+        if key in cfg and not OmegaConf.is_missing(cfg, key) and not OmegaConf.is_interpolation(cfg, key):
+            check_value(key, cfg[key], rule)
+    try:
+        missing = first_missing(cfg)
+    except Exception:  # an interpolation that cannot be evaluated: named below
+        missing = None
     if missing:
         raise ConfigError(f"{missing} is not set: give it on the command line, e.g. {missing}=/path/to/data.")
     try:

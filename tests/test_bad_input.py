@@ -47,6 +47,9 @@ CASES = [
     (["results_dir=/etc/hostname"], "results_dir=/etc/hostname is not a folder"),
     (["cache_dir=/etc/hostname"], "cache_dir=/etc/hostname is not a folder"),
     (["cache_dir=/dev/null/sub"], "cache_dir=/dev/null/sub cannot be created"),
+    (["+experiment=qcs_sgm_celeba64_fixed_budget", "bits=0", "dataset.root={tmp}", "prior.checkpoint=/etc/hostname"],
+     "bits=0 is not allowed"),
+    (["+experiment=onebit_ffhq256_table", "n_over_m=0", "dataset.root={tmp}"], "n_over_m=0 is not allowed"),
     (["+prior_autocast=fp8"], "prior_autocast=fp8"), (["+prior_compile=maybe"], "prior_compile=maybe"),
     # dataset
     (["dataset=mnist_idx"], "dataset.root is not set"),
