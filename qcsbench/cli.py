@@ -8,13 +8,19 @@ Hydra's sweepers that optimise (Optuna: ``hparams_search=...``) can use it; Pyth
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
 from qcsbench.errors import ConfigError
+
+
+class JobConfigError(CompactHydraException):
+    """A bad value in one job of a sweep: Hydra prints its message alone, without a traceback."""
 
 
 def optimizable() -> tuple[str, ...]:
@@ -42,7 +48,9 @@ def task(cfg) -> float:
         value = run(cfg)[name]
     except ConfigError as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the launcher marks this job failed and carries on with the others
+            # the launcher marks this job failed and carries on with the others; the job's log says why
+            logging.getLogger("qcsbench").error("error: %s", err)
+            raise JobConfigError(f"error: {err}") from None
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     return float("nan") if value is None else float(value)

@@ -5,6 +5,7 @@ loading the prior, drawing a large A), so a typo costs a second, not a run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_key
+from qcsbench.validate import check_config, resolve_device  # noqa: F401  (resolve_device: scripts import it here)
 
 log = logging.getLogger(__name__)
 
@@ -40,42 +42,28 @@ def build(node, **kwargs):
         raise
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; anything else must name a usable device."""
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"device={name} is not a device: use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} is not available on this machine (no CUDA): use device=auto or device=cpu.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name} does not exist: this machine has {torch.cuda.device_count()} CUDA devices.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device={name} is not supported: use auto, cpu, cuda or cuda:N.")
-    return device
-
-
-def positive_int(cfg, key: str) -> int:
-    value = cfg[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key}={value} is not allowed: use a positive integer.")
-    return value
-
-
 def run_dir_of(cfg) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.get("run_dir") or ".")
 
 
-def job_identity(cfg) -> dict:
-    """W&B name, group and tags of this job: named from its overrides, grouped by its sweep."""
-    tags = [f"method={cfg.method.get('name')}", f"bits={cfg.get('bits')}", f"m={cfg.m}",
-            f"operator={str(cfg.operator._target_).rsplit('.', 1)[-1]}"]
-    name, group = f"{cfg.method.get('name')}-{cfg.get('bits')}bit-m{cfg.m}", None
+def channel_label(channel: dict) -> str:
+    """What the channel does, in a word (as in the run folder's name): 1bit, 3bit, linear, logistic."""
+    if "bits" in channel:
+        return f"{channel['bits']}bit"
+    return {"none": "linear"}.get(channel["name"], channel["name"])
+
+
+def job_identity(cfg, described: dict) -> dict:
+    """W&B name, group and tags of this job, from the built components: named from its
+    overrides, grouped by its sweep."""
+    method, channel, operator = described["method"], described["quantizer"], described["operator"]
+    tags = [f"method={method['name']}", f"quantizer={channel['name']}", f"m={operator['m']}",
+            f"operator={operator['name']}", f"dataset={described['dataset']['name']}"]
+    if "bits" in channel:
+        tags.append(f"bits={channel['bits']}")
+    name, group = f"{method['name']}-{channel_label(channel)}-m{operator['m']}", None
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         if hc.job.override_dirname:
@@ -85,13 +73,21 @@ def job_identity(cfg) -> dict:
     return dict(name=name, group=group, tags=tags)
 
 
-def summarize(records: list[dict], seconds: float, cfg) -> dict:
+def summarize(records: list[dict], computed: set, cfg, described: dict) -> dict:
+    """Metrics over all images; time over the images this run computed (a resumed image's
+    seconds were measured elsewhere, perhaps on another machine). Settings are the built
+    components' own (``described``), not the config's."""
     rows = [r["row"] for r in records]
     ok = [row for row in rows if row["status"] == "ok"]
+    seconds = sum(r["seconds"] for r in records if r["index"] in computed)
+    channel = described["quantizer"]
     out = dict(num_images=len(rows), num_diverged=len(rows) - len(ok), nfe=max(r["nfe"] for r in records),
-               seconds=seconds, seconds_per_image=seconds / max(len(rows), 1),
-               method=cfg.method.get("name", str(cfg.method._target_)), bits=cfg.get("bits"), m=cfg.m,
-               noise_std=cfg.noise_std, seed=cfg.seed)
+               num_computed=len(computed), seconds=seconds,
+               seconds_per_image=seconds / len(computed) if computed else None,
+               method=described["method"]["name"], quantizer=channel["name"], bits=channel.get("bits"),
+               m=described["operator"]["m"], operator=described["operator"]["name"],
+               noise_std=channel["noise_std"], seed=cfg.seed, dataset=described["dataset"]["name"],
+               prior=described["prior"]["name"], components=described)
     for name in metrics.NAMES:
         values = np.array([row[name] for row in ok], dtype=np.float64)
         out[f"{name}_mean"] = tracking.finite_or_none(values.mean()) if len(values) else None
@@ -109,6 +105,7 @@ def recover_batch(indices, test_set, operator, channel, method, prior, cfg, devi
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - tic) / len(indices)
+    result_x = result.x_hat.cpu()
     scores = metrics.evaluate(result.x_hat, x)
     back = problem.back_projection().cpu()
     records = []
@@ -117,8 +114,9 @@ def recover_batch(indices, test_set, operator, channel, method, prior, cfg, devi
             bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
         row = dict(index=index, status="ok" if finite else "diverged")
         row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
-        records.append(dict(index=index, row=row, recon=result.x_hat[j].cpu(), back_projection=back[j],
-                            nfe=result.nfe, seconds=seconds))
+        # clone: a view would carry the whole batch's storage into each image's store file
+        records.append(dict(index=index, row=row, recon=result_x[j].clone(), back_projection=back[j].clone(),
+                            nfe=int(result.nfe), seconds=float(seconds)))
     log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
     return records
 
@@ -146,35 +144,73 @@ def build_prior(cfg, test_set, device):
     return prior.to(device, torch.float32)
 
 
+def describe_components(test_set, channel, operator, method, prior, cfg) -> dict:
+    """The settings reported everywhere (metrics.json, W&B), as the built objects hold them.
+    A prior that was not needed (every image resumed) is named by its config."""
+    return dict(dataset=dict(name=test_set.name, shape=list(test_set.shape)), operator=operator.describe(),
+                quantizer=channel.describe(), method=method.describe(),
+                prior=prior.describe() if prior is not None else dict(name=cfg.prior.get("name", "prior")))
+
+
+def warn_other_versions(store: ResultStore) -> None:
+    earlier = store.earlier_versions()
+    if sum(earlier.values()):
+        log.warning("%d earlier results for these settings were made by other code (version %s) and are "
+                    "recomputed with this code (version %s)", sum(earlier.values()), ", ".join(earlier), store.version)
+
+
+def save_to_store(store: ResultStore, record: dict) -> None:
+    """Store a finished image; a store that cannot take it (disk full, gone read-only) costs a
+    future resume that image, not this run its results."""
+    try:
+        store.save(record)
+    except OSError as err:
+        log.warning("could not store image %d in %s (%s); this run's folder still gets it, a re-run recomputes it",
+                    record["index"], store.dir, err.strerror or err)
+
+
 def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
+    config = check_config(cfg)  # every knob, before any data is read or any prior built
     run_dir = run_dir_of(cfg)
     device = resolve_device(cfg.device)
-    num_images, batch_size = positive_int(cfg, "num_images"), positive_int(cfg, "batch_size")
+    num_images, batch_size = cfg.num_images, cfg.batch_size
     test_set = build(cfg.dataset, split="test")
     if num_images > len(test_set):
         raise ConfigError(f"num_images={num_images} is more than dataset {test_set.name} holds: use 1 to {len(test_set)}.")
+    test_set.check(range(num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel = build(cfg.quantizer)
     method = build(cfg.method)
     logger = build(cfg.logger)
     operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    key = result_key(config)
-    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), key) if cfg.resume else None
-    records = store.load(range(num_images)) if store else {}
-    batches = batches_to_run(num_images, batch_size, records, batch_coupled(key))
+    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(config))
+    with store.locked() if cfg.resume else contextlib.nullcontext():
+        return recover_all(cfg, config, run_dir, store, test_set, channel, operator, method, logger, device,
+                           num_images, batch_size, started)
+
+
+def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method, logger, device, num_images,
+                batch_size, started) -> dict:
+    """Everything after the set-up: resume from the store, build the prior if any image is
+    missing, recover, write the run folder and log."""
+    records = store.load(range(num_images)) if cfg.resume else {}
+    batches = batches_to_run(num_images, batch_size, records, batch_coupled(store.key))
     todo = [i for b in batches for i in b]
+    if cfg.resume and todo:
+        warn_other_versions(store)
     prior = None
     if todo:  # a run whose every image is already in the store needs no prior at all
         prior = build_prior(cfg, test_set, device)
+    described = describe_components(test_set, channel, operator, method, prior, cfg)
+    if todo:
         operator = operator.to(device, torch.float32)
     if records:
         log.info("%d of %d images are already finished in %s; recovering %d",
-                 len(records), num_images, store.dir, len(todo))
+                 num_images - len(todo), num_images, store.dir, len(todo))
     tracking.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    logger.start(config, run_dir, run_id=store.id if store else None,
-                 **job_identity(cfg))
+    logger.start(dict(config, described=described, result_id=store.id), run_dir,
+                 run_id=tracking.wandb_run_id(run_dir, store.id), **job_identity(cfg, described))
     exit_code = 1
     try:
         images = progress.Progress(len(todo), f"{method.name}, all images", unit="images", every=0, bar=False)
@@ -182,13 +218,13 @@ def run(cfg: DictConfig) -> dict:
             with progress.labelled(f"{method.name} images {batch[0]}-{batch[-1]}"):
                 for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
                     records[record["index"]] = record
-                    if store:
-                        store.save(record)
+                    if cfg.resume:
+                        save_to_store(store, record)
             images.update(len(batch))
         ordered = [records[i] for i in range(num_images)]
-        summary = summarize(ordered, sum(r["seconds"] for r in ordered), cfg)
+        summary = summarize(ordered, set(todo), cfg, described)
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
-                       result_id=store.id if store else None)
+                       result_id=store.id, code_version=store.version)
         if summary["num_diverged"]:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)

@@ -1,25 +1,57 @@
 """Finished per-image results, keyed by everything that determines them.
 
-A result depends on the data, prior, operator, channel, method and seeds, and (thanks to
-per-image random streams) not on the batch size, the number of images or where the run
-folder is. Keying the store by exactly those settings means that re-running a killed
-sweep, a requeued SLURM job, or the same experiment with more images recomputes only
-the images that are missing.
+A result depends on the data, prior, operator, channel, method and seeds, on the code that
+computed it, and (thanks to per-image random streams) not on the batch size, the number of
+images or where the run folder is. Keying the store by exactly those settings plus a
+fingerprint of the code means that re-running a killed sweep, a requeued SLURM job, or the
+same experiment with more images recomputes only the images that are missing, and that a
+change to the mathematics recomputes everything it touches.
+
+Layout: <root>/<settings id>-<code version>/key.json, images/<index>.pt, .lock.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
+import functools
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import torch
 
+import qcsbench
 from qcsbench import tracking
+
+log = logging.getLogger(__name__)
 
 # Settings that cannot change a result: how it is logged, shown or batched.
 IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra",
            "optimized_metric"}
+# Modules that cannot change a number: they write files and W&B runs, read sweep folders,
+# or reject configurations. Editing them keeps the stored results valid.
+NOT_NUMERIC = {"aggregate.py", "tracking.py", "validate.py", "errors.py", "store.py"}
+
+
+def source_fingerprint(package_dir) -> str:
+    """A fingerprint of the code that computes a result: the package's own source files
+    (sorted by path, those in NOT_NUMERIC left out), the shipped weights, and torch's version."""
+    root = Path(package_dir)
+    h = hashlib.sha256(f"torch {torch.__version__}".encode())
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".pt") and p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in NOT_NUMERIC or "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """The fingerprint of the qcsbench package this process runs (hashed once per process)."""
+    return source_fingerprint(Path(qcsbench.__file__).parent)
 
 
 def result_key(full: dict) -> dict:
@@ -53,23 +85,70 @@ def digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-class ResultStore:
-    """<root>/<digest>/key.json and one file per finished image, images/<index>.pt."""
+def result_id(key: dict, version: str | None = None) -> str:
+    """<settings digest>-<code version>: equal settings share the prefix across code versions."""
+    return f"{digest(key)}-{version or code_version()}"
 
-    def __init__(self, root, key: dict):
-        self.id = digest(key)
-        self.dir = Path(root) / self.id
-        self.key = key
+
+class ResultStore:
+    """One result id's folder: key.json and one file per finished image, images/<index>.pt.
+
+    Files hold only tensors, numbers, strings and dicts of them (read with weights_only=True,
+    so a crafted file cannot run code). A file that cannot be read is recomputed with a
+    warning. ``locked()`` holds an exclusive lock on the folder, so two processes on one
+    store never compute the same image at the same time."""
+
+    def __init__(self, root, key: dict, version: str | None = None):
+        self.root = Path(root)
+        self.version = version or code_version()
+        self.id = result_id(key, self.version)
+        self.dir = self.root / self.id
+        self.key = dict(key, code_version=self.version)
 
     def load(self, indices) -> dict[int, dict]:
-        found = {}
+        found, broken = {}, []
         for index in indices:
             path = self.dir / "images" / f"{index:06d}.pt"
-            if path.is_file():
-                found[index] = torch.load(path, weights_only=False)
+            if not path.is_file():
+                continue
+            try:
+                record = torch.load(path, weights_only=True)
+                if record.get("index") != index:
+                    raise ValueError("wrong index")
+                found[index] = record
+            except Exception:  # truncated, corrupt or foreign: the image is simply computed again
+                broken.append(path.name)
+        if broken:
+            log.warning("%d stored results in %s could not be read (%s); they are recomputed",
+                        len(broken), self.dir, ", ".join(broken[:5]) + (" ..." if len(broken) > 5 else ""))
         return found
+
+    def earlier_versions(self) -> dict[str, int]:
+        """Other code versions' folders for these settings, with how many images each holds."""
+        prefix = self.id.rsplit("-", 1)[0] + "-"
+        out = {}
+        for folder in sorted(self.root.glob(prefix + "*")) if self.root.is_dir() else []:
+            if folder.name != self.id and folder.is_dir():
+                out[folder.name.rsplit("-", 1)[1]] = len(list((folder / "images").glob("*.pt")))
+        return out
 
     def save(self, record: dict) -> None:
         if not (self.dir / "key.json").is_file():
             tracking.write_json(self.dir / "key.json", self.key)
         tracking.save_tensors(self.dir / "images" / f"{record['index']:06d}.pt", record)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Exclusive use of this result id while it is being computed (released on exit or death)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("another run is computing result %s; waiting for it to finish (lock %s)",
+                            self.id, self.dir / ".lock")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)

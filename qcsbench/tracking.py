@@ -6,6 +6,7 @@ never leaves a half-written result.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -18,14 +19,30 @@ import torch
 from PIL import Image
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write) -> Path:
-    """Call ``write(file_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(file_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+    The file gets the mode an ordinary open() would give (0644 under the usual umask 022):
+    mkstemp makes it 0600, which colleagues sharing a results folder could not read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -102,6 +119,13 @@ def save_grid(path, panels: list[torch.Tensor], scale: int = 2, diverged=()) -> 
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def wandb_run_id(run_dir, result_id: str) -> str:
+    """The W&B run id of a run folder: a requeued job (same folder) continues its run, a
+    new run folder starts a new one even with the same settings."""
+    where = Path(run_dir).expanduser().resolve().as_posix()
+    return hashlib.sha256(f"{where}\0{result_id}".encode()).hexdigest()[:20]
+
+
 class NullLogger:
     """``logger=none``: the run folder only."""
 
@@ -119,10 +143,10 @@ class WandbLogger:
     """One W&B run per job. Offline unless ``mode=online`` or WANDB_MODE says otherwise; an
     offline run lives in <run_dir>/wandb and is uploaded later with ``wandb sync``.
 
-    The runner passes the run id (derived from the settings the results depend on, so a
-    re-run or requeued job continues its W&B run instead of starting a duplicate), a name
-    from the job's overrides, the sweep as group and method/bits/m/operator tags; values
-    set in the logger config win over those."""
+    The runner passes the run id (derived from the run folder and the result id, so a
+    requeued job, which keeps its folder, continues its W&B run, and a new run folder is a
+    new run), a name from the job's overrides, the sweep as group and tags from the built
+    components; values set in the logger config win over those."""
 
     def __init__(self, project: str = "qcsbench", entity: str | None = None, mode: str = "offline",
                  group: str | None = None, tags=(), name: str | None = None):

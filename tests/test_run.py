@@ -12,6 +12,7 @@ from conftest import TINY, run_cli
 from qcsbench import metrics
 from qcsbench.errors import ConfigError
 from qcsbench.runner import run
+from qcsbench.tracking import wandb_run_id
 
 FILES = ["config.yaml", "per_image.csv", "metrics.json", "recon.pt", "grid.png"]
 
@@ -72,7 +73,8 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     record = open(glob.glob(runs[0] + "/run-*.wandb")[0], "rb").read()
     assert b"psnr_mean" in record and b"method.num_levels=100,method.steps_per_level=3" in record  # summary key, name from overrides
     assert b"method=qcs_sgm" in record and b"operator=gaussian" in record  # tags
-    assert runs[0].endswith(summary["result_id"])  # the run id is the result id
+    assert runs[0].endswith(wandb_run_id(cli_run, summary["result_id"]))  # the run id follows the run folder
+    assert b"mnist-test" in record and b"described" in record  # readable names of the built components
     table = json.loads(open(glob.glob(runs[0] + "/files/media/table/per_image*.json")[0]).read())
     psnr_col = table["columns"].index("psnr")
     assert sum(row[psnr_col] for row in table["data"]) / 4 == pytest.approx(summary["psnr_mean"])

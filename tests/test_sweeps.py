@@ -89,28 +89,33 @@ def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
 
 
 def wandb_records(sweep_dir):
+    """job -> {run id: the run's record}, over every W&B run the job folder holds."""
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
-        (run,) = (job / "wandb").glob("offline-run-*")
-        out[job.name] = (run.name.rsplit("-", 1)[1], (next(run.glob("run-*.wandb"))).read_bytes())
+        out[job.name] = {run.name.rsplit("-", 1)[1]: next(run.glob("run-*.wandb")).read_bytes()
+                         for run in (job / "wandb").glob("offline-run-*")}
     return out
 
 
 @pytest.mark.slow
-def test_wandb_one_run_per_job_grouped_by_sweep_and_stable_ids(tmp_path, cache_dir):
+def test_wandb_one_run_per_job_folder_grouped_by_sweep(tmp_path, cache_dir):
+    """A job run again in its own folder (a requeued SLURM task) continues its W&B run; the same
+    grid in a new sweep folder is a new set of runs, even with equal settings."""
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     grid = ["bits=1,2"]
     first, second = tmp_path / "first", tmp_path / "second"
-    for d in (first, second):
+    for d in (first, first, second):
         proc = run_cli("-m", *JOB, *grid, "logger=wandb", f"hydra.sweep.dir={d}", f"results_dir={tmp_path / 'res'}",
                        env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = wandb_records(first), wandb_records(second)
-    assert len(a) == 2 and len({run_id for run_id, _ in a.values()}) == 2
-    assert {k: v[0] for k, v in a.items()} == {k: v[0] for k, v in b.items()}  # re-run: same W&B run ids
+    assert len(a) == 2 and all(len(runs) == 1 for runs in a.values())  # re-run in its folder: the same W&B run
+    ids_a, ids_b = {next(iter(r)) for r in a.values()}, {next(iter(r)) for r in b.values()}
+    assert len(ids_a) == 2 and not ids_a & ids_b  # one run per job; a new sweep folder, new runs
+    records = {job: next(iter(runs.values())) for job, runs in a.items()}
     group = str(first).replace("/", "_").strip("_").encode()
-    assert all(group in record for _, record in a.values())  # one group per sweep
-    assert all(b"bits=1" in a["0"][1] for _ in [0]) and b"bits=2" in a["1"][1]  # named from overrides, tagged
+    assert all(group in record for record in records.values())  # one group per sweep
+    assert b"bits=1" in records["0"] and b"bits=2" in records["1"]  # named from overrides, tagged
 
 
 def slurm_up() -> bool:

@@ -40,6 +40,10 @@ class Channel:
             raise ConfigError(f"noise_std={noise_std} is not allowed: the noise standard deviation must be >= 0.")
         self.noise_std = float(noise_std)
 
+    def describe(self) -> dict:
+        """The name and the values this channel runs with (what metrics.json and W&B report)."""
+        return dict(name=self.name, noise_std=self.noise_std)
+
     def measure(self, z: torch.Tensor, rng) -> Measurement:
         raise NotImplementedError
 

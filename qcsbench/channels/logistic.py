@@ -32,6 +32,9 @@ class LogisticChannel(Channel):
             raise ConfigError(f"quantizer.temperature={temperature} is not allowed: use a temperature > 0.")
         self.temperature = float(temperature)
 
+    def describe(self):
+        return dict(super().describe(), temperature=self.temperature)
+
     def measure(self, z, rng):
         # Both draws are always made, so the uniforms do not depend on noise_std.
         v = z + self.noise_std * rng.randn(z.shape[1], dtype=z.dtype).to(z.device)

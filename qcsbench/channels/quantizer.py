@@ -37,6 +37,10 @@ class UniformQuantizer(Channel):
         self.dither = bool(dither)
         self.reference_clamps = bool(reference_clamps)
 
+    def describe(self):
+        return dict(super().describe(), bits=self.bits, range=self.range, dither=self.dither,
+                    reference_clamps=self.reference_clamps)
+
     def step(self, v: torch.Tensor) -> torch.Tensor:
         if self.range == "image":
             spread = v.amax(1, keepdim=True) - v.amin(1, keepdim=True)

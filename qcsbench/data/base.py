@@ -38,6 +38,10 @@ class ImageSet:
     def batch(self, indices) -> torch.Tensor:
         return torch.stack([self[int(i)] for i in indices])
 
+    def check(self, indices) -> None:
+        """Stop with a ConfigError naming the file if any of these images cannot be read
+        (a set held in memory was read whole when it was loaded)."""
+
 
 class TensorImageSet(ImageSet):
     """A split held in memory as one uint8 or float tensor (N, C, H, W)."""

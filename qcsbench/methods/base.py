@@ -40,6 +40,20 @@ class Method:
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        """The name and every setting the method keeps (what it runs with, after its own
+        defaults and conversions); grouped settings are flattened (ladder keys as they are,
+        others prefixed, e.g. ep_max_iter)."""
+        out = {"name": self.name}
+        for attr, value in sorted(vars(self).items()):
+            if attr in ("name", "progress") or attr.startswith("_"):
+                continue
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for key, v in items:
+                if v is None or isinstance(v, (bool, int, float, str)):
+                    out[attr if key is None else key if attr == "ladder" else f"{attr}_{key}"] = v
+        return out
+
 
 def noise_ladder(prior: Prior, sigma_max=None, sigma_min=None, num_levels=None):
     """The prior's own ladder unless the method config overrides part of it (then geometric)."""

@@ -40,6 +40,7 @@ class Operator:
     """
 
     name = "operator"
+    settings: dict = {}  # the values it was drawn with (seed, kappa, rho), for describe()
 
     def __init__(self, shape, m: int):
         self.shape = tuple(int(s) for s in shape)
@@ -47,6 +48,10 @@ class Operator:
         self.m = int(m)
         self._gram_eig = None
         self._gram_u_t = None
+
+    def describe(self) -> dict:
+        """The name and the values this operator was built with (what metrics.json and W&B report)."""
+        return dict(name=self.name, m=self.m, n=self.n, **self.settings)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

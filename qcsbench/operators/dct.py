@@ -35,6 +35,7 @@ class SubsampledDCT(Operator):
             rows = torch.randperm(self.n, generator=g)[:m].sort().values
             _, h, w = self.shape
             _state = (signs, rows, dct_matrix(h).float(), dct_matrix(w).float())
+        self.settings = dict(seed=seed)
         self.signs, self.rows, self.dh, self.dw = _state
         self.scale = math.sqrt(self.n / self.m)
 

@@ -13,6 +13,11 @@ from qcsbench.errors import ConfigError
 from qcsbench.operators.base import DenseOperator, check_m
 
 
+def with_settings(op: DenseOperator, **settings) -> DenseOperator:
+    op.settings = settings
+    return op
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -39,7 +44,7 @@ def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16) -> DenseO
     n = math.prod(shape)
     check_m(m, n, max_oversampling * n, "gaussian")
     a = torch.randn(m, n, generator=_generator(seed), dtype=torch.float64) / math.sqrt(m)
-    return DenseOperator(a.float(), shape, "gaussian")
+    return with_settings(DenseOperator(a.float(), shape, "gaussian"), seed=seed)
 
 
 def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> DenseOperator:
@@ -53,7 +58,7 @@ def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> Dens
     v = haar_orthonormal_columns(n, m, g).T
     decay = kappa ** (-torch.arange(m, dtype=torch.float64) / m)
     d = torch.sqrt(n * decay / decay.sum())
-    return DenseOperator(((u * d) @ v).float(), shape, "ill_conditioned")
+    return with_settings(DenseOperator(((u * d) @ v).float(), shape, "ill_conditioned"), seed=seed, kappa=float(kappa))
 
 
 def correlated(shape, m: int, seed: int = 0, rho: float = 0.4) -> DenseOperator:
@@ -64,4 +69,4 @@ def correlated(shape, m: int, seed: int = 0, rho: float = 0.4) -> DenseOperator:
         raise ConfigError(f"operator.rho={rho} is not allowed: the correlation must lie in [0, 1).")
     h = torch.randn(m, n, generator=_generator(seed), dtype=torch.float64)
     a = spd_sqrt(toeplitz_correlation(m, rho)) @ h @ spd_sqrt(toeplitz_correlation(n, rho)) / math.sqrt(m)
-    return DenseOperator(a.float(), shape, "correlated")
+    return with_settings(DenseOperator(a.float(), shape, "correlated"), seed=seed, rho=float(rho))

@@ -20,6 +20,11 @@ class Prior:
     sigmas: torch.Tensor  # the preferred noise ladder, descending, float64
     name = "prior"
 
+    def describe(self) -> dict:
+        """The name, image shape and noise ladder this prior runs with."""
+        return dict(name=self.name, shape=list(self.shape), sigma_max=float(self.sigmas[0]),
+                    sigma_min=float(self.sigmas[-1]), num_levels=len(self.sigmas))
+
     def score(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         raise NotImplementedError
 

@@ -93,10 +93,15 @@ def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_tra
     path = Path(cache_dir).expanduser() / f"gmm-{digest}.pt"
     sigmas = geometric_sigmas(sigma_max, sigma_min, num_levels)
     if path.is_file():
-        state = torch.load(path, weights_only=True)
-        log.info("loaded the Gaussian mixture prior from %s", path)
-        return GaussianMixturePrior(state["weights"], state["means"], state["eigvals"], state["eigvecs"],
-                                    state["shape"], sigmas)
+        try:
+            state = torch.load(path, weights_only=True)
+            prior = GaussianMixturePrior(state["weights"], state["means"], state["eigvals"], state["eigvecs"],
+                                         state["shape"], sigmas)
+            log.info("loaded the Gaussian mixture prior from %s", path)
+            return prior
+        except Exception as err:  # truncated or corrupt: fit again and replace it
+            log.warning("the cached Gaussian mixture %s cannot be read (%s); fitting it again",
+                        path, type(err).__name__)
 
     train = instantiate(dataset_cfg, split="train")
     count = len(train) if max_train is None else min(len(train), int(max_train))
@@ -105,6 +110,10 @@ def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_tra
     gm = GaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, random_state=seed,
                          max_iter=max_iter).fit(data)
     prior = GaussianMixturePrior.from_covariances(gm.weights_, gm.means_, gm.covariances_, train.shape, sigmas)
-    save_tensors(path, dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
-                            eigvecs=prior.eigvecs, shape=list(train.shape), key=json.dumps(key, sort_keys=True)))
+    try:
+        save_tensors(path, dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
+                                eigvecs=prior.eigvecs, shape=list(train.shape), key=json.dumps(key, sort_keys=True)))
+    except OSError as err:  # a full disk or a read-only cache costs the next run a refit, not this run
+        log.warning("could not cache the fitted Gaussian mixture in %s (%s); it is fitted again next time",
+                    path, err.strerror or err)
     return prior

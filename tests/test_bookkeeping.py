@@ -1,0 +1,151 @@
+"""Results a researcher can trust: tied to the code that made them, stored safely, reported as they ran."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import ROOT, TINY
+from qcsbench import store as store_module
+from qcsbench import tracking
+from qcsbench.runner import run
+
+# Two images, a short ladder: each in-process run takes a few seconds.
+SMALL = [*TINY, "num_images=2", "batch_size=2", "method.num_levels=10"]
+
+
+def stored(results, summary, index):
+    return results / summary["result_id"] / "images" / f"{index:06d}.pt"
+
+
+def test_store_files_are_small_readable_by_others_and_plain_data(make_cfg, tmp_path):
+    results = tmp_path / "results"
+    old = os.umask(0o022)
+    try:
+        summary = run(make_cfg(*SMALL, f"results_dir={results}", f"+run_dir={tmp_path / 'run'}"))
+    finally:
+        os.umask(old)
+    path = stored(results, summary, 1)
+    # 28 x 28 recovery and back-projection in float32 (6 KB) plus the row: not the batch's storage
+    assert path.stat().st_size < 12_000
+    record = torch.load(path, weights_only=True)
+    assert record["index"] == 1 and record["recon"].shape == (1, 28, 28)
+    for file in [path, tmp_path / "run" / "metrics.json", tmp_path / "run" / "per_image.csv"]:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644, file
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/qcsbench-store-exploit-ran"
+
+
+def test_corrupt_or_crafted_store_entries_are_recomputed_with_a_warning(make_cfg, tmp_path, caplog):
+    results = tmp_path / "results"
+    args = [*SMALL, f"results_dir={results}"]
+    first = run(make_cfg(*args, f"+run_dir={tmp_path / 'a'}"))
+    stored(results, first, 0).write_bytes(stored(results, first, 0).read_bytes()[:300])  # truncated
+    if os.path.exists(MARKER):
+        os.unlink(MARKER)
+    torch.save({"index": 1, "payload": Exploit()}, stored(results, first, 1))  # runs code under weights_only=False
+    again = run(make_cfg(*args, f"+run_dir={tmp_path / 'b'}"))
+    assert not os.path.exists(MARKER)
+    assert again["num_resumed"] == 0 and again["num_computed"] == 2
+    assert "2 stored results in" in caplog.text and "could not be read" in caplog.text
+    assert again["psnr_mean"] == pytest.approx(first["psnr_mean"], abs=1e-6)
+    third = run(make_cfg(*args, f"+run_dir={tmp_path / 'c'}"))  # and the store is whole again
+    assert third["num_resumed"] == 2 and third["seconds"] == 0 and third["seconds_per_image"] is None
+
+
+def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
+    copy = tmp_path / "qcsbench"
+    shutil.copytree(ROOT / "qcsbench", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    version = store_module.source_fingerprint(copy)
+    assert version == store_module.code_version()
+    (copy / "aggregate.py").write_text((copy / "aggregate.py").read_text() + "\n# a comment\n")
+    assert store_module.source_fingerprint(copy) == version  # cannot change a number
+    (copy / "langevin.py").write_text((copy / "langevin.py").read_text().replace("2 * alpha", "1.9 * alpha"))
+    assert store_module.source_fingerprint(copy) != version
+
+
+@pytest.mark.slow
+def test_a_change_to_the_mathematics_recomputes(make_cfg, tmp_path):
+    """The same settings re-run with a changed constant in the sampler (a copy of the package,
+    run as a user would with PYTHONPATH on it): nothing is reused, one warning line says why."""
+    results = tmp_path / "results"
+    first = run(make_cfg(*SMALL, f"results_dir={results}", f"+run_dir={tmp_path / 'a'}"))
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "qcsbench", copy / "qcsbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "configs", copy / "configs")
+    shutil.copy(ROOT / "run.py", copy / "run.py")
+    langevin = copy / "qcsbench" / "langevin.py"
+    langevin.write_text(langevin.read_text().replace("math.sqrt(2 * alpha)", "math.sqrt(1.5 * alpha)"))
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), *SMALL, f"results_dir={results}",
+                           f"hydra.run.dir={tmp_path / 'b'}"], cwd=copy, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    changed = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert changed["num_resumed"] == 0 and changed["code_version"] != first["code_version"]
+    assert changed["psnr_mean"] != first["psnr_mean"]
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "made by other code" in line]
+    assert len(warnings) == 1 and f"2 earlier results for these settings were made by other code (version " \
+        f"{first['code_version']})" in warnings[0]
+    again = run(make_cfg(*SMALL, f"results_dir={results}", f"+run_dir={tmp_path / 'c'}"))  # the original code
+    assert again["num_resumed"] == 2 and again["psnr_mean"] == first["psnr_mean"]
+
+
+@pytest.mark.slow
+def test_two_simultaneous_runs_get_their_own_folders_and_compute_each_image_once(tmp_path, cache_dir):
+    results = tmp_path / "results"
+    args = [sys.executable, str(ROOT / "run.py"), *SMALL, f"results_dir={results}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    folders = sorted((tmp_path / "outputs" / "runs").glob("*/*_qcs_sgm_1bit_m200"))
+    assert len(folders) == 2
+    summaries = [json.loads((f / "metrics.json").read_text()) for f in folders]
+    assert sorted(s["num_computed"] for s in summaries) == [0, 2]  # the second waited, then reused
+    assert summaries[0]["psnr_mean"] == summaries[1]["psnr_mean"]
+    (result_dir,) = results.iterdir()
+    assert sorted(p.name for p in (result_dir / "images").iterdir()) == ["000000.pt", "000001.pt"]
+
+
+def test_reported_settings_are_the_built_components(make_cfg):
+    """quantizer=logistic takes the top-level noise_std and has no bits; quantizer=none has no bits."""
+    cfg = make_cfg("quantizer=logistic", "noise_std=0.1")
+    assert instantiate(cfg.quantizer).describe() == dict(name="logistic", noise_std=0.1, temperature=0.1)
+    assert "bits" not in instantiate(make_cfg("quantizer=none").quantizer).describe()
+    method = instantiate(make_cfg("method=qcs_sgm_plus", "method.ep_max_iter=7").method).describe()
+    assert method["name"] == "qcs_sgm_plus" and method["ep_max_iter"] == 7 and "progress" not in method
+    op = instantiate(make_cfg("operator=ill_conditioned", "operator.kappa=10").operator, shape=[1, 28, 28], m=50)
+    assert op.describe() == dict(name="ill_conditioned", m=50, n=784, seed=0, kappa=10.0)
+
+
+def test_wandb_run_id_follows_the_run_folder(tmp_path):
+    a = tracking.wandb_run_id(tmp_path / "job0", "abc-1")
+    assert a == tracking.wandb_run_id(tmp_path / "x" / ".." / "job0", "abc-1")  # a requeued job: same folder
+    assert a != tracking.wandb_run_id(tmp_path / "job1", "abc-1")  # a new folder: a new run
+    assert a != tracking.wandb_run_id(tmp_path / "job0", "abc-2")
+
+
+def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(make_cfg, tmp_path, caplog):
+    from qcsbench.priors import fitted_gmm
+
+    cfg = make_cfg("prior.n_components=2", "prior.max_train=100", "prior.max_iter=5", f"cache_dir={tmp_path}")
+    fitted_gmm(cfg.dataset, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    (cache,) = tmp_path.glob("gmm-*.pt")
+    good = cache.read_bytes()
+    cache.write_bytes(good[:1000])
+    prior = fitted_gmm(cfg.dataset, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    assert "cannot be read" in caplog.text
+    assert prior.means.shape == (2, 784) and cache.stat().st_size == len(good)
