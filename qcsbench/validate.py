@@ -110,7 +110,8 @@ PRIOR = {
     "use_scale_shift_norm": boolean(), "resblock_updown": boolean(), "diffusion_steps": integer(1),
     "noise_schedule": choice("linear"), "shipped": choice("ncsn_mnist", null=True),
 }
-OPERATOR = {"seed": integer(0), "kappa": number(1), "rho": number(0, 1, hi_open=True), "max_oversampling": integer(1)}
+OPERATOR = {"seed": integer(0), "kappa": number(1), "rho": number(0, 1, hi_open=True), "max_oversampling": integer(1),
+            "block": integer(1)}
 QUANTIZER = {
     "bits": integer(1, 16), "noise_std": number(0), "range": choice("image", "batch"), "dither": boolean(),
     "reference_clamps": boolean(), "temperature": number(0, lo_open=True),
@@ -123,7 +124,7 @@ METHOD = {
     "ep_max_iter": integer(1), "ep_damping": number(0, 1, hi_open=True), "ep_tolerance": number(0, null=True),
     "noise_std": number(0, null=True), "sparsity": integer(1), "iterations": integer(1),
     "step": number(0, lo_open=True, null=True), "pixel_rms": number(0, lo_open=True), "inner_steps": integer(0),
-    "step_size": number(0, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),
+    "step_ratio": number(0, 1, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),
     "surrogate_std": number(0, lo_open=True, null=True), "guidance": choice("nll", "sqrt_nll"),
 }
 # Where one method reads a knob differently from the rest (by the class its _target_ names).
