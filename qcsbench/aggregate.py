@@ -62,12 +62,29 @@ def settings_of(config: dict) -> dict:
         group = key[: -len("._target_")]
         target = flat.pop(key)
         flat[group] = flat.pop(f"{group}.name", None) or str(target).rsplit(".", 1)[-1]
+    for key in [k for k in flat if k.count(".") == 1 and k.endswith(".name")]:  # a reported component
+        flat[key[: -len(".name")]] = flat.pop(key)
     return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in ("_recursive_", "_partial_")}
+
+
+def as_run(config: dict, components: dict | None) -> dict:
+    """The config with each component group replaced by what the built component reported
+    (metrics.json's ``components``, W&B's ``described``): a knob the component does not use
+    (bits for the logistic link, say) then shows as absent, not as the config's value."""
+    if not components:
+        return config
+    out = dict(config)
+    for group, described in components.items():
+        out[group] = dict(described)
+    channel, operator = components.get("quantizer", {}), components.get("operator", {})
+    out.update(bits=channel.get("bits"), noise_std=channel.get("noise_std", config.get("noise_std")),
+               m=operator.get("m", config.get("m")))
+    return out
 
 
 def run_row(config: dict, numbers: dict | None, where: str) -> dict:
     """One run: its settings, ``status`` (finished / failed) and its numbers (None when failed)."""
-    row = settings_of(config)
+    row = settings_of(as_run(config, (numbers or {}).get("components")))
     row["run"] = where
     row["status"] = "finished" if numbers is not None else "failed"
     numbers = numbers or {}
@@ -115,6 +132,8 @@ def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
         summary = dict(run.summary)
         finished = run.state == "finished" and summary.get("nfe") is not None  # the runner logs nfe last-but-always
         config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}  # W&B's own _wandb entry
+        config = as_run(config, config.pop("described", None))
+        config.pop("result_id", None)
         rows.append(run_row(config, summary if finished else None, run.url))
     return pd.DataFrame(rows)
 

@@ -131,3 +131,17 @@ def test_fixed_bit_budget_sweep_draws_only_the_budget_plot(tmp_path):
     assert sorted(p.name for p in result["plots"]) == ["bit_budget.pdf", "bit_budget.png"]
     assert "| method | bits=1, m=12288 | bits=2, m=6144 | bits=3, m=4096 |" in result["table"]
     assert "| qcs_sgm | 15.00 | 16.00 | 17.00 |" in result["table"]  # one seed: no s.e.; one row: no bold
+
+
+def test_settings_are_the_ones_the_components_reported(tmp_path):
+    """A run's columns come from metrics.json's ``components`` (what the built objects used), not from
+    the config: the unquantized channel has no bit depth, whatever the config's top-level bits says."""
+    cfg = config("qcs_sgm", 1, 0)
+    cfg["quantizer"] = {"_target_": "qcsbench.channels.GaussianNoise", "noise_std": 0.05}
+    reported = dict(numbers(14.0, 1.0, 0.4), components={
+        "quantizer": {"name": "none", "noise_std": 0.05}, "operator": {"name": "gaussian", "m": 200, "seed": 0},
+        "method": {"name": "qcs_sgm", "step_lr": 5e-5}})
+    write_run(tmp_path / "0", cfg, reported)
+    row = aggregate.find_runs([tmp_path]).iloc[0]
+    assert row["quantizer"] == "none" and row["operator"] == "gaussian" and row["method"] == "qcs_sgm"
+    assert row["bits"] is None and row["m"] == 200
