@@ -2,17 +2,28 @@
 one level per image (shape (B,)), keeps the input's shape and dtype, is differentiable in x,
 and satisfies D(x, sigma) = x + sigma^2 s(x, sigma); an image's result never depends on the
 batch around it. Tiny random networks in each family's real file format, the shipped
-ncsn_mnist, and a small Gaussian mixture."""
+ncsn_mnist, and a small Gaussian mixture. And the samplers' side: they switch autograd off themselves."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from qcsbench.priors import GaussianMixturePrior
+from qcsbench.channels import UniformQuantizer
+from qcsbench.methods.ald import ALD
+from qcsbench.methods.diff_onebit import DiffOneBit
+from qcsbench.methods.diffpir import DiffPIR
+from qcsbench.methods.dps import DPS
+from qcsbench.methods.oneshot import OneShot
+from qcsbench.methods.qcs_sgm import QCSSGM
+from qcsbench.methods.qcs_sgm_plus import QCSSGMPlus
+from qcsbench.operators import DenseOperator
+from qcsbench.priors import GaussianMixturePrior, Prior
 from qcsbench.priors.adm import adm_prior
 from qcsbench.priors.diffusers_models import ddpm_prior, ncsnpp_prior
 from qcsbench.priors.ncsnv2 import ncsnv2_prior
 from qcsbench.priors.trained import trained_prior
+from qcsbench.problem import Problem
+from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file, trained_file
 
 FAMILIES = ["gmm", "ncsnv2", "ncsnv2_deepest", "ddpm", "ncsnpp", "adm", "trained", "ncsn_mnist"]
@@ -119,3 +130,36 @@ def test_per_image_sigma_equals_a_loop_over_images(priors):
     assert relative(prior.denoise(x, PER_IMAGE), looped) < 1e-10
     # and the levels really differ: one sigma for the batch gives another answer
     assert relative(prior.denoise(x, float(PER_IMAGE[0])), looped) > 1e-3
+
+
+# ------------------------------------------------------------------ the samplers' side of the contract
+
+class GradSpy(Prior):
+    """A prior that records, at every call, whether autograd was on."""
+
+    def __init__(self, inner):
+        self.inner, self.shape, self.sigmas = inner, inner.shape, inner.sigmas
+        self.grad_enabled = []
+
+    def score(self, x, sigma):
+        self.grad_enabled.append(torch.is_grad_enabled())
+        return self.inner.score(x, sigma)
+
+
+@pytest.mark.parametrize("method", [
+    QCSSGM(num_levels=3, steps_per_level=1, progress=False, final_denoise=True),
+    QCSSGMPlus(num_levels=3, steps_per_level=1, progress=False), ALD(num_levels=3, steps_per_level=1, progress=False),
+    DiffOneBit(num_levels=3, progress=False), DiffPIR(num_levels=3, progress=False), OneShot(),
+    DPS(num_levels=3, progress=False)], ids=lambda m: m.name)
+def test_samplers_build_no_autograd_graph_except_dps_through_its_denoiser(method):
+    """The priors no longer switch autograd off, so each sampler must: a graph over a whole
+    trajectory would cost memory and time. DPS alone differentiates through the denoiser."""
+    g = torch.Generator().manual_seed(0)
+    op = DenseOperator(torch.randn(10, 16, generator=g) / 10**0.5, (1, 4, 4))  # float32, as a run
+    channel = UniformQuantizer(1, noise_std=0.1)
+    x = torch.rand(2, 1, 4, 4, generator=g)
+    problem = Problem(op, channel, channel.measure(op.forward(x), ImageRandom(0, [0, 1], MEASUREMENT)))
+    spy = GradSpy(small_gmm().to(dtype=torch.float32))
+    result = method.recover(problem, spy, ImageRandom(0, [0, 1], SAMPLER))
+    assert spy.grad_enabled and torch.isfinite(result.x_hat).all() and not result.x_hat.requires_grad
+    assert set(spy.grad_enabled) == {method.name == "dps"}
