@@ -5,6 +5,7 @@ batch around it. Tiny random networks in each family's real file format, the shi
 ncsn_mnist, and a small Gaussian mixture. And the samplers' side: they switch autograd off themselves."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from qcsbench.priors.adm import adm_prior
 from qcsbench.priors.diffusers_models import ddpm_prior, ncsnpp_prior
 from qcsbench.priors.ncsnv2 import ncsnv2_prior
 from qcsbench.priors.trained import trained_prior
+from qcsbench.priors.vp import VPEpsilonPrior, linear_alphas_cumprod
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file, trained_file
@@ -163,3 +165,11 @@ def test_samplers_build_no_autograd_graph_except_dps_through_its_denoiser(method
     result = method.recover(problem, spy, ImageRandom(0, [0, 1], SAMPLER))
     assert spy.grad_enabled and torch.isfinite(result.x_hat).all() and not result.x_hat.requires_grad
     assert set(spy.grad_enabled) == {method.name == "dps"}
+
+
+def test_vp_timestep_of_a_per_image_sigma_is_numpys_interpolation_in_log_sigma():
+    prior = VPEpsilonPrior(torch.nn.Linear(1, 1), (1, 2, 2), linear_alphas_cumprod(1000))  # the DDPM / ADM schedule
+    sigma = torch.tensor([1e-5, 0.013, 0.3, 2.0, 1e4], dtype=torch.float64)  # both ends clamp
+    log_train = np.log(prior.train_sigmas.numpy())
+    expected = np.interp(np.log(sigma.numpy()), log_train, np.arange(len(log_train)))
+    np.testing.assert_allclose(prior.timestep(sigma).numpy(), expected, rtol=0, atol=1e-9)

@@ -60,7 +60,7 @@ class VPEpsilonPrior(NetworkPrior):
         """The (fractional) t whose sigma is sigma_c (float64, shape (B,)): linear interpolation
         in log sigma, clamped to the trained range (as numpy.interp)."""
         log_s = self.train_sigmas.to(sigma_c.device).log()  # increasing in t
-        query = sigma_c.log().clamp(float(log_s[0]), float(log_s[-1]))
+        query = sigma_c.log().clamp(log_s[0], log_s[-1])
         upper = torch.searchsorted(log_s, query).clamp(1, len(log_s) - 1)
         below, above = log_s[upper - 1], log_s[upper]
         return (upper - 1) + (query - below) / (above - below)
