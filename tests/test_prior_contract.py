@@ -173,3 +173,14 @@ def test_vp_timestep_of_a_per_image_sigma_is_numpys_interpolation_in_log_sigma()
     log_train = np.log(prior.train_sigmas.numpy())
     expected = np.interp(np.log(sigma.numpy()), log_train, np.arange(len(log_train)))
     np.testing.assert_allclose(prior.timestep(sigma).numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_compiled_network_serves_only_gradient_free_calls(tmp_path):
+    """prior.compile=true: the samplers (under no_grad) call the compiled module; DPS (autograd
+    through the network) the eager one, whose input gradient is right (inductor's was not)."""
+    trained_file(tmp_path / "prior.pt")
+    prior = trained_prior(tmp_path / "prior.pt", compile=True).to("cpu", torch.float32)
+    assert prior._compiled is not prior.net  # built lazily: nothing is compiled here
+    with torch.no_grad():
+        assert prior._forward is prior._compiled
+    assert prior._forward is prior.net
