@@ -69,9 +69,10 @@ class NetworkPrior(Prior):
     @property
     def _forward(self):
         """The network to call: the compiled one where no gradient is taken, the eager module where
-        autograd may differentiate through it (DPS). Inductor's input gradient through these
-        networks was measured wrong (torch 2.13 on CPU: 85 % relative error on a small ScoreUNet,
-        while the forward matched), so the compile knob speeds up the gradient-free samplers only."""
+        autograd may differentiate through it (DPS). Inductor's backward of avg_pool2d with
+        ceil_mode=True (the ScoreUNet's 7 x 7 level) is silently wrong (pytorch/pytorch#198119;
+        85 % relative error in the input gradient of a small ScoreUNet, torch 2.13 on CPU, while the
+        forward matched), so the compile knob speeds up the gradient-free samplers only."""
         return self._compiled if not torch.is_grad_enabled() else self.net
 
     @property
