@@ -8,6 +8,8 @@ import torch
 from qcsbench.priors.adm import ADMUNet
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.priors.ncsnv2 import NCSNv2
+from qcsbench.priors.score_unet import ScoreUNet
+from qcsbench.priors.trained import FORMAT
 
 TINY_ADM = dict(image_size=28, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1,2",
                 attention_resolutions="14", num_heads=2, num_head_channels=-1, learn_sigma=True)
@@ -36,6 +38,17 @@ def adm_file(path, seed=0, **overrides):
     for p in net.parameters():  # the official init zeroes some output convolutions
         p.data.add_(0.02 * torch.randn_like(p))
     torch.save(net.state_dict(), path)
+    return net.eval()
+
+
+def trained_file(path, seed=0, channels=(8, 8), emb_dim=16, levels=(50.0, 0.01, 232)):
+    """What scripts/train_prior.py writes (EMA weights only), for a small random ScoreUNet on 28 x 28."""
+    torch.manual_seed(seed)
+    net = ScoreUNet(1, channels, emb_dim)
+    for p in net.parameters():  # the output convolution starts at zero: give every weight a say
+        p.data.add_(0.05 * torch.randn_like(p))
+    torch.save(dict(format=FORMAT, config=net.config, shape=[1, 28, 28], ema=net.state_dict(), sigma_max=levels[0],
+                    sigma_min=levels[1], num_levels=levels[2], step=0, loss=1.0), path)
     return net.eval()
 
 

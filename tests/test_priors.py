@@ -265,7 +265,7 @@ def test_ddpm_folder_loads_with_the_saved_outputs_and_sigmas_match_the_scheduler
     for t in (0, 10, 300, 999):
         s = float(((1 - abar[t]) / abar[t]).sqrt())  # [-1, 1] scale
         assert float(prior.train_sigmas[t]) == pytest.approx(s, rel=1e-10)
-        assert prior.timestep(s) == pytest.approx(t, abs=1e-6)
+        assert float(prior.timestep(torch.tensor([s], dtype=torch.float64))) == pytest.approx(t, abs=1e-6)
         assert float(prior.sigmas[999 - t]) == pytest.approx(s / 2, rel=1e-10)  # [0, 1] scale halves sigma
         with torch.no_grad():
             eps = unet((2 * x - 1) * float(abar[t].sqrt()), torch.full((2,), float(t))).sample

@@ -50,6 +50,7 @@ class DPS(Method):
         self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.progress = progress
 
+    @torch.no_grad()  # autograd only inside guidance_grad, through the one denoiser call
     def recover(self, problem, prior, rng):
         sigmas = [float(s) for s in noise_ladder(prior, **self.ladder)] + [0.0]
         x = sigmas[0] * rng.randn(*problem.shape)

@@ -1,6 +1,8 @@
 """QCS-SGM (Meng & Kabashima, ICLR 2023): annealed Langevin with the diagonal pseudo-likelihood score."""
 from __future__ import annotations
 
+import torch
+
 from qcsbench.errors import ConfigError
 from qcsbench.langevin import WEIGHTINGS, annealed_langevin
 from qcsbench.likelihood_scores import DiagonalLikelihoodScore
@@ -39,6 +41,7 @@ class QCSSGM(Method):
     def likelihood_score(self, problem):
         return DiagonalLikelihoodScore(problem)
 
+    @torch.no_grad()
     def recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
         x = rng.rand(*problem.shape).to(problem.measurement.y.device)

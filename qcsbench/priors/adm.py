@@ -18,11 +18,17 @@ from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, linear_alphas_cumprod, vp_sigmas
 
 
+def at_least_float32(x):
+    """x in float32 when it is in a half precision, else as it is: the original upcasts
+    (which matters under fp16) but must not round a float64 evaluation down."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm(32) computed in float32 (as the original, which matters under fp16)."""
+    """GroupNorm(32) computed in at least float32 (as the original, which matters under fp16)."""
 
     def forward(self, x):
-        return super().forward(x.float()).type(x.dtype)
+        return super().forward(at_least_float32(x)).type(x.dtype)
 
 
 def norm(ch):
@@ -107,7 +113,7 @@ class AttentionBlock(nn.Module):
         q, k, v = qkv.reshape(bs * self.num_heads, 3 * ch, length).split(ch, dim=1)
         scale = 1 / math.sqrt(math.sqrt(ch))
         w = torch.einsum("bct,bcs->bts", q * scale, k * scale)
-        w = torch.softmax(w.float(), dim=-1).type(w.dtype)
+        w = torch.softmax(at_least_float32(w), dim=-1).type(w.dtype)
         h = torch.einsum("bts,bcs->bct", w, v).reshape(bs, -1, length)
         return (x + self.proj_out(h)).reshape(b, c, *spatial)
 

@@ -15,8 +15,6 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from qcsbench.errors import ConfigError
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.priors.checkpoints import existing_dir, first_line
@@ -108,8 +106,7 @@ class DiffusersVEPrior(NetworkPrior):
     name = "ncsnpp"
 
     def _score(self, x, sigma):
-        s = torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype)
-        return self._forward(x, s).sample
+        return self._forward(x, sigma.to(x.dtype)).sample
 
 
 def ncsnpp_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, autocast="none", compile=False,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from qcsbench.priors.base import Prior, geometric_sigmas
+from qcsbench.priors.base import Prior, broadcast_sigma, geometric_sigmas
 from qcsbench.tracking import save_tensors
 
 log = logging.getLogger(__name__)
@@ -55,23 +55,28 @@ class GaussianMixturePrior(Prior):
         return out
 
     def _components(self, x, sigma):
-        """Projections p = U^T (x - mu), inverse variances and log joint densities per component."""
+        """Projections p = U^T (x - mu), inverse variances and log joint densities per component.
+        The variances are (K, d) for one sigma, (B, K, d) for one sigma per image."""
         flat = x.reshape(x.shape[0], -1)
         k, d = self.means.shape
         proj = (flat @ self.u_cat).view(-1, k, d) - self.mean_proj
-        var = self.eigvals + sigma**2  # (K, d)
+        var = self.eigvals + broadcast_sigma(sigma, proj) ** 2
         inv = 1.0 / var
         log_comp = -0.5 * ((proj * proj * inv).sum(-1) + torch.log(var).sum(-1) + d * math.log(2 * math.pi))
         return proj, inv, self.log_weights + log_comp
 
     def log_prob(self, x, sigma):
-        return torch.logsumexp(self._components(x, sigma)[2], dim=1)
+        """log p_sigma(x) per image, in x's dtype (computed in the mixture's)."""
+        inside = x.to(self.means.dtype)
+        return torch.logsumexp(self._components(inside, sigma)[2], dim=1).to(x.dtype)
 
     def score(self, x, sigma):
-        proj, inv, log_joint = self._components(x, sigma)
+        """sum_k r_k (x) (-(C_k + sigma^2 I)^{-1} (x - mu_k)), r_k the posterior responsibilities."""
+        inside = x.to(self.means.dtype)
+        proj, inv, log_joint = self._components(inside, sigma)
         resp = torch.softmax(log_joint, dim=1)  # (B, K)
         weighted = (resp[..., None] * proj * inv).reshape(x.shape[0], -1)  # (B, K d)
-        return -(weighted @ self.u_cat_t).view_as(x)
+        return -(weighted @ self.u_cat_t).view_as(x).to(x.dtype)
 
 
 def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
 from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.network import NetworkPrior, nearest_level
 
@@ -235,11 +235,10 @@ class NCSNv2Prior(NetworkPrior):
 
     def _score(self, x, sigma):
         level = nearest_level(self.sigmas, sigma)
-        y = torch.full((x.shape[0],), level, device=x.device, dtype=torch.long)
-        out = self._forward(x, y)
-        # the network divides by its own sigma; off the ladder, rescale to the asked one
-        trained = float(self.sigmas[level])
-        return out if abs(trained - sigma) <= 1e-6 * sigma else out * (trained / sigma)
+        out = self._forward(x, level)
+        # the network divides by its own level's sigma; off the ladder, rescale to the asked one
+        trained = self.sigmas.to(sigma.device)[level]
+        return out * broadcast_sigma(trained / sigma, out)
 
 
 def ncsnv2_prior(checkpoint=None, channels=3, image_size=32, ngf=128, deepest=False, sigma_max=50.0,

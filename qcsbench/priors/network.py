@@ -1,8 +1,12 @@
-"""What every neural-network prior shares: device moves, no-grad evaluation, speed knobs.
+"""What every neural-network prior shares: device moves, the prior contract, speed knobs.
 
 A family adapter subclasses NetworkPrior and writes ``_score(x, sigma)`` on [0, 1] data
-in the VE convention (MATH.md section 2); this base adds the optional bf16/fp16 autocast
-and torch.compile (off by default, on in configs/experiment/gpu.yaml).
+in the VE convention (MATH.md section 2), with x in the network's dtype and sigma a float64
+tensor of shape (B,), one level per image. This base turns a float sigma into that tensor,
+casts x to the network's dtype and the score back to x's, and adds the optional bf16/fp16
+autocast and torch.compile (off by default, on in configs/experiment/gpu.yaml). It never
+switches autograd off: DPS differentiates through the network, and the samplers that need
+no gradient run under no_grad themselves.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import copy
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import Prior
+from qcsbench.priors.base import Prior, per_image_sigma
 
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -24,9 +28,11 @@ def check_speed_knobs(autocast, compile) -> None:
         raise ConfigError(f"prior.compile={compile} is not allowed: use true or false.")
 
 
-def nearest_level(sigmas: torch.Tensor, sigma: float) -> int:
-    """Index of the ladder level closest to ``sigma`` in log space (networks indexed by level)."""
-    return int(torch.argmin((sigmas.log() - torch.log(torch.tensor(float(sigma), dtype=sigmas.dtype))).abs()))
+def nearest_level(sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per image, the index of the ladder level closest to ``sigma`` (shape (B,)) in log space
+    (for networks indexed by level)."""
+    distance = sigmas.to(sigma.device).log()[None, :] - sigma.log()[:, None]
+    return distance.abs().argmin(dim=1)
 
 
 class NetworkPrior(Prior):
@@ -39,7 +45,7 @@ class NetworkPrior(Prior):
         self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
         self.autocast = str(autocast)
         self.compile = compile
-        self._forward = self.net
+        self._compiled = self.net
 
     def to(self, device=None, dtype=None):
         out = copy.copy(self)
@@ -47,7 +53,7 @@ class NetworkPrior(Prior):
         # cast only when needed: diffusers warns on every dtype cast, even a no-op one
         out.net = self.net.to(device=device, dtype=dtype if dtype not in (None, current) else None)
         # compile after the move: a compiled module is tied to the parameters it saw
-        out._forward = torch.compile(out.net) if self.compile else out.net
+        out._compiled = torch.compile(out.net) if self.compile else out.net
         return out
 
     @property
@@ -60,10 +66,24 @@ class NetworkPrior(Prior):
             return contextlib.nullcontext()
         return torch.autocast(device_type=x.device.type, dtype=dtype)
 
+    @property
+    def _forward(self):
+        """The network to call: the compiled one where no gradient is taken, the eager module where
+        autograd may differentiate through it (DPS). Inductor's backward of avg_pool2d with
+        ceil_mode=True (the ScoreUNet's 7 x 7 level) is silently wrong (pytorch/pytorch#198119;
+        85 % relative error in the input gradient of a small ScoreUNet, torch 2.13 on CPU, while the
+        forward matched), so the compile knob speeds up the gradient-free samplers only."""
+        return self._compiled if not torch.is_grad_enabled() else self.net
+
+    @property
+    def dtype(self):
+        return next(self.net.parameters()).dtype
+
     def score(self, x, sigma):
-        with torch.no_grad(), self._autocast(x):
-            out = self._score(x, float(sigma))
+        sigma = per_image_sigma(sigma, x)
+        with self._autocast(x):
+            out = self._score(x.to(self.dtype), sigma)
         return out.to(x.dtype)
 
-    def _score(self, x, sigma: float) -> torch.Tensor:
+    def _score(self, x, sigma: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
 from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
@@ -26,9 +24,8 @@ class TrainedPrior(NetworkPrior):
     name = "trained"
 
     def _score(self, x, sigma):
-        s = torch.full((x.shape[0],), 2 * sigma, device=x.device, dtype=x.dtype)
-        d = (denoise_centered(self._forward, 2 * x - 1, s) + 1) / 2
-        return (d - x) / sigma**2
+        d = (denoise_centered(self._forward, 2 * x - 1, 2 * sigma) + 1) / 2
+        return (d - x) / broadcast_sigma(sigma, x) ** 2
 
 
 def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = True, sigma_max=None,

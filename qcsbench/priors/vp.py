@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
 from qcsbench.priors.network import NetworkPrior
 
 
@@ -56,25 +56,30 @@ class VPEpsilonPrior(NetworkPrior):
                          autocast, compile)
         self.prediction = prediction
 
-    def timestep(self, sigma_c: float) -> float:
-        """The (fractional) t whose sigma is sigma_c: linear interpolation in log sigma."""
-        log_s = np.log(self.train_sigmas.numpy())
-        return float(np.interp(np.log(sigma_c), log_s, np.arange(len(log_s))))
+    def timestep(self, sigma_c: torch.Tensor) -> torch.Tensor:
+        """The (fractional) t whose sigma is sigma_c (float64, shape (B,)): linear interpolation
+        in log sigma, clamped to the trained range (as numpy.interp)."""
+        log_s = self.train_sigmas.to(sigma_c.device).log()  # increasing in t
+        query = sigma_c.log().clamp(log_s[0], log_s[-1])
+        upper = torch.searchsorted(log_s, query).clamp(1, len(log_s) - 1)
+        below, above = log_s[upper - 1], log_s[upper]
+        return (upper - 1) + (query - below) / (above - below)
 
-    def epsilon(self, x01, sigma01: float):
-        s = 2 * sigma01
-        x_vp = (2 * x01 - 1) / np.sqrt(1 + s * s)
-        t = torch.full((x01.shape[0],), self.timestep(s), device=x01.device, dtype=torch.float32)
-        out = self._model_output(x_vp, t)
+    def epsilon(self, x01, sigma01: torch.Tensor):
+        """The network's noise prediction for images x01 on [0, 1] at levels sigma01 (B,)."""
+        s = 2 * sigma01  # (B,), float64
+        abar = 1 / (1 + s * s)  # the abar of the (fractional) level
+        x_vp = (2 * x01 - 1) * broadcast_sigma(abar.sqrt(), x01)
+        out = self._model_output(x_vp, self.timestep(s).float())
         if self.prediction == "epsilon":
             return out
-        abar = 1 / (1 + s * s)  # the abar of the (fractional) level
+        root_abar, root_rest = broadcast_sigma(abar.sqrt(), x_vp), broadcast_sigma((1 - abar).sqrt(), x_vp)
         if self.prediction == "sample":
-            return (x_vp - np.sqrt(abar) * out) / np.sqrt(1 - abar)
-        return np.sqrt(abar) * out + np.sqrt(1 - abar) * x_vp  # v = sqrt(abar) eps - sqrt(1 - abar) x0
+            return (x_vp - root_abar * out) / root_rest
+        return root_abar * out + root_rest * x_vp  # v = sqrt(abar) eps - sqrt(1 - abar) x0
 
     def _score(self, x, sigma):
-        return -self.epsilon(x, sigma) / sigma
+        return -self.epsilon(x, sigma) / broadcast_sigma(sigma, x)
 
     def _model_output(self, x_vp, t):
         raise NotImplementedError
