@@ -30,8 +30,17 @@ class Problem:
 
 @dataclass
 class Recovery:
-    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers."""
+    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers
+    per image, name -> tensor of shape (B,) (e.g. QCS-SGM+'s EP sweeps)."""
 
     x_hat: torch.Tensor
     nfe: int
     info: dict = field(default_factory=dict)
+
+
+def summarize_info(per_image: list[dict]) -> dict:
+    """A run's value of each info number from its images': the largest for a name ending in
+    ``_max``, the mean for any other."""
+    names = sorted({name for info in per_image for name in info})
+    values = {name: [info[name] for info in per_image if name in info] for name in names}
+    return {name: max(v) if name.endswith("_max") else sum(v) / len(v) for name, v in values.items()}
