@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.optimize
 import scipy.stats
 import torch
 
@@ -343,3 +344,75 @@ def test_reference_mode_reproduces_the_reference_ep(kind, bits, where, max_iter)
             exact = Problem(op, UniformQuantizer(bits, noise_std=0.1, range="batch"), meas)
             differ = (EPLikelihoodScore(exact, max_iter=max_iter)(xt, beta).flatten(1) - ref).norm(dim=1) / ref.norm(dim=1)
             assert float(differ.max()) > 1e-2, differ
+
+
+# --- converged EP when M > N ------------------------------------------------------------
+
+
+def scipy_ep_fixed_point_score(a, lower, upper, b, beta, sigma):
+    """EP's fixed point located by scipy's root finder instead of EP's damped sweeps. Unknowns:
+    h_F (M) and log lam_F; equations: the tilted moments of the cavity N(h_F / lam_F, 1 / lam_F)
+    on each bin (scipy's truncated normal; mean per entry, variance averaged) equal the G side's
+    N((C^-1 + lam_G)^-1 h_G, mean diag), with h_G = m_F / chi_F - h_F, lam_G = 1 / chi_F - lam_F.
+    The score is A^T g with g = lam_F (m_F - h_F / lam_F), the derivative of log Z_F in b."""
+    m = a.shape[0]
+    d, u = np.linalg.eigh(a @ a.T)
+    prec = 1 / (beta**2 * d + sigma**2)
+
+    def moments(h, lam):
+        mean, s = h / lam, lam**-0.5
+        return scipy.stats.truncnorm.stats((lower - b - mean) / s, (upper - b - mean) / s, loc=mean, scale=s,
+                                           moments="mv")
+
+    def residual(p):
+        h, lam = p[:m], np.exp(p[m])
+        m_f, chi = moments(h, lam)
+        chi_f = chi.mean()
+        h_g, lam_g = m_f / chi_f - h, 1 / chi_f - lam
+        w = 1 / (lam_g + prec)
+        return np.append(u @ (w * (u.T @ h_g)) - m_f, np.log(w.mean() / chi_f))
+
+    start = np.append(np.zeros(m), -np.log(beta**2 * d.mean() + sigma**2))
+    with np.errstate(all="ignore"):
+        sol = scipy.optimize.root(residual, start, method="hybr", options=dict(xtol=1e-13))
+        assert sol.success and np.abs(residual(sol.x)).max() < 1e-10, sol.message
+        h, lam = sol.x[:m], np.exp(sol.x[m])
+        m_f, _ = moments(h, lam)
+    return a.T @ ((m_f - h / lam) * lam)
+
+
+@pytest.mark.parametrize("bits,seed,beta", [(1, 0, 50.0), (1, 2, 50.0), (1, 1, 1.0), (1, 0, 0.1),
+                                            (2, 2, 50.0), (2, 1, 1.0), (2, 0, 0.1)])
+def test_ep_converges_to_its_fixed_point_when_m_is_twice_n(bits, seed, beta):
+    """M = 2N = 12. The reference's 5 sweeps from lam_F = 1 are 2 % to 900 % off here (measured)."""
+    shape = (1, 2, 3)
+    op = gaussian(shape, 12, seed=seed).to(dtype=torch.float64)
+    channel = UniformQuantizer(bits, noise_std=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, *shape, dtype=torch.float64, generator=gen)
+    meas = channel.measure(op.forward(x), ImageRandom(seed, [0], MEASUREMENT))
+    problem = Problem(op, channel, meas)
+    xt = x + beta * torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    exact = scipy_ep_fixed_point_score(op.matrix().numpy(), meas.lower[0].numpy(), meas.upper[0].numpy(),
+                                       op.forward(xt)[0].numpy(), beta, 0.1)
+    rel = lambda score: np.linalg.norm(score.flatten().numpy() - exact) / np.linalg.norm(exact)  # noqa: E731
+    assert rel(EPLikelihoodScore(problem, tolerance=1e-12)(xt, beta)) < 1e-7
+    # the defaults in float32, as runs use them: the reference's tolerance (1e-3 for Q bits) leaves
+    # up to 1.4 % at beta = 50 with 2 bits (measured), 1e-5 for 1 bit about 1e-4
+    problem32 = Problem(op.to(dtype=torch.float32), channel, meas.to(dtype=torch.float32))
+    assert rel(EPLikelihoodScore(problem32)(xt.float(), beta).double()) < (3e-4 if bits == 1 else 3e-2)
+
+
+@pytest.mark.slow  # about 15 s of CPU: 180 Langevin steps with EP at M = 1000
+def test_mnist_with_more_measurements_than_pixels_stays_finite(make_cfg, tmp_path):
+    """M = 1000 > N = 784 with a plain likelihood weight of 1: the 5-sweep EP from lam_F = 1 made
+    one of these 2 digits diverge (measured); converged EP keeps both finite."""
+    from qcsbench.runner import run
+
+    tiny_prior = [o for o in TINY if o.startswith("prior.")]
+    summary = run(make_cfg("method=qcs_sgm_plus", "method.weighting=plain", "method.gamma=1.0", "m=1000",
+                           "num_images=2", "batch_size=2", "method.num_levels=60", "method.steps_per_level=3",
+                           "method.progress=false", "logger=none", *tiny_prior, f"+run_dir={tmp_path / 'run'}"))
+    assert summary["num_diverged"] == 0 and summary["psnr_mean"] > 14.0, summary
+    # EP's sweeps per call are reported: measured 8 on average, 11 at most
+    assert 1 <= summary["ep_sweeps_mean"] <= summary["ep_sweeps_max"] < 200
