@@ -30,16 +30,17 @@ class Problem:
 
 @dataclass
 class Recovery:
-    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers
-    per image, name -> tensor of shape (B,) (e.g. QCS-SGM+'s EP sweeps)."""
+    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers;
+    stats: per-image numbers for metrics.json, name -> tensor of shape (B,) (e.g. QCS-SGM+'s EP sweeps)."""
 
     x_hat: torch.Tensor
     nfe: int
     info: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
 
 
-def summarize_info(per_image: list[dict]) -> dict:
-    """A run's value of each info number from its images': the largest for a name ending in
+def summarize_stats(per_image: list[dict]) -> dict:
+    """A run's value of each stats number from its images': the largest for a name ending in
     ``_max``, the mean for any other."""
     names = sorted({name for info in per_image for name in info})
     values = {name: [info[name] for info in per_image if name in info] for name in names}

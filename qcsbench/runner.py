@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import metrics, tracking
 from qcsbench.errors import ConfigError
-from qcsbench.problem import Problem, summarize_info
+from qcsbench.problem import Problem, summarize_stats
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_key
 
@@ -118,7 +118,7 @@ def recover_batch(indices, test_set, operator, channel, method, prior, cfg, devi
         row = dict(index=index, status="ok" if finite else "diverged")
         row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
         records.append(dict(index=index, row=row, recon=result.x_hat[j].cpu(), back_projection=back[j],
-                            nfe=result.nfe, seconds=seconds, info={k: float(v[j]) for k, v in result.info.items()}))
+                            nfe=result.nfe, seconds=seconds, stats={k: float(v[j]) for k, v in result.stats.items()}))
     log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
     return records
 
@@ -183,7 +183,7 @@ def run(cfg: DictConfig) -> dict:
                     store.save(record)
         ordered = [records[i] for i in range(num_images)]
         summary = summarize(ordered, sum(r["seconds"] for r in ordered), cfg)
-        summary.update(summarize_info([r.get("info", {}) for r in ordered]))
+        summary.update(summarize_stats([r.get("stats", {}) for r in ordered]))
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
                        result_id=store.id if store else None)
         if summary["num_diverged"]:

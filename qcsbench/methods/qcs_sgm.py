@@ -50,8 +50,8 @@ class QCSSGM(Method):
         if self.final_denoise:
             x = prior.denoise(x, float(sigmas[-1]))
             nfe += 1
-        return Recovery(x.clamp(0, 1), nfe, self.info(score))
+        return Recovery(x.clamp(0, 1), nfe, stats=self.stats(score))
 
-    def info(self, likelihood_score) -> dict:
-        """Per-image numbers about how the likelihood score worked (Recovery.info); none here."""
+    def stats(self, likelihood_score) -> dict:
+        """Per-image numbers about how the likelihood score worked (Recovery.stats); none here."""
         return {}

@@ -28,6 +28,6 @@ class QCSSGMPlus(QCSSGM):
     def likelihood_score(self, problem):
         return EPLikelihoodScore(problem, **self.ep)
 
-    def info(self, likelihood_score):
+    def stats(self, likelihood_score):
         """EP's sweeps per image: the mean and the largest over the sampler's calls."""
         return likelihood_score.sweep_counts()
