@@ -42,6 +42,6 @@ class Recovery:
 def summarize_stats(per_image: list[dict]) -> dict:
     """A run's value of each stats number from its images': the largest for a name ending in
     ``_max``, the mean for any other."""
-    names = sorted({name for info in per_image for name in info})
-    values = {name: [info[name] for info in per_image if name in info] for name in names}
+    names = sorted({name for stats in per_image for name in stats})
+    values = {name: [stats[name] for stats in per_image if name in stats] for name in names}
     return {name: max(v) if name.endswith("_max") else sum(v) / len(v) for name, v in values.items()}
