@@ -405,7 +405,6 @@ def test_ep_converges_to_its_fixed_point_when_m_is_twice_n(bits, seed, beta):
     assert rel(EPLikelihoodScore(problem32)(xt.float(), beta).double()) < (3e-4 if bits == 1 else 3e-2)
 
 
-@pytest.mark.slow  # about 15 s of CPU: 180 Langevin steps with EP at M = 1000
 def test_mnist_with_more_measurements_than_pixels_stays_finite(make_cfg, tmp_path):
     """M = 1000 > N = 784 with a plain likelihood weight of 1: the 5-sweep EP from lam_F = 1 made
     one of these 2 digits diverge (measured); converged EP keeps both finite."""
