@@ -26,33 +26,75 @@ from qcsbench.problem import Problem
 # The reference code's floor on lam_G (it keeps the G side a proper Gaussian when the
 # averaged F-side variance is about the cavity's own).
 MIN_PRECISION = 1e-6
+# Sweep caps when ep_max_iter is not given; the reference code stops after 5 on MNIST.
+MAX_SWEEPS, REFERENCE_SWEEPS = 200, 5
+# A change smaller than this many ulps of the messages is rounding noise, not progress.
+ROUNDING_ULPS = 256
 
 
 class EPLikelihoodScore:
     """``score(x, beta) -> A^T g`` like :class:`~qcsbench.likelihood_scores.DiagonalLikelihoodScore`.
 
-    max_iter: EP sweeps (the reference uses at most 5 on MNIST).
+    max_iter: cap on the EP sweeps; None takes 200, or the reference's 5 in reference mode.
     damping: weight of the previous value from the second sweep on (the reference's 0.02).
-    tolerance: stop an image once mean|dh_F| + |dlam_F| falls below it; None takes the
-    reference's 1e-5 for 1 bit and 1e-3 otherwise. An image that has converged is frozen,
-    so a result does not depend on which other images share its batch.
+    tolerance: stop an image once mean|dh_F| + |dlam_F| falls below it (or below the rounding
+    noise of its messages, whichever is larger); None takes the reference's 1e-5 for 1 bit and
+    1e-3 otherwise. An image that has converged is frozen, so a result does not depend on
+    which other images share its batch.
+
+    The exact EP starts from h_F = 0 and lam_F = 1 / mean(1 / D) = 1 / (beta^2 mean(d) + sigma^2),
+    the precision the G side hands back while the F side says nothing (lam_G = 0), i.e. QCS-SGM's
+    1 / s^2 for a row of average norm. It follows the scale of C at every beta: from the
+    reference's lam_F = 1, five sweeps left the score 3 (1 bit) to 2000 (2 bits) times its
+    converged value at beta = 50 on MNIST with M = 1000 > N = 784. Over whole MNIST runs (the
+    four QCS-SGM+ presets; M = 1000 at 1 bit) EP then took 5 to 9 sweeps per call on average and
+    at most 16; the cap is for pathological cases.
+
+    Reference mode (the channel's ``reference_clamps``, e.g. ``+experiment=qcs_sgm_reference``)
+    follows the QCS-SGM+ reference code instead: lam_F starts at 1; the tilted moments use
+    probabilities clipped to [1e-6, 1 - 1e-6] in every sweep, and the F-side variance is the
+    mean over the entries that stay positive after those clips; for 1 bit the final gradient
+    is the clipped one at the end state; for Q >= 2 bits it is the one at the bin edges
+    normalised at the *start* of the last sweep, times sqrt(lam_F) from its *end*.
     """
 
-    def __init__(self, problem: Problem, max_iter: int = 5, damping: float = 0.02, tolerance: float | None = None):
+    def __init__(self, problem: Problem, max_iter: int | None = None, damping: float = 0.02,
+                 tolerance: float | None = None):
         self.operator = problem.operator
         self.channel = problem.channel.gaussian_form()
         self.measurement = problem.measurement
-        self.max_iter, self.damping = int(max_iter), float(damping)
-        if tolerance is None:  # the reference code's two values; bits is absent without quantization
-            tolerance = 1e-5 if getattr(self.channel, "bits", None) == 1 else 1e-3
-        self.tolerance = float(tolerance)
+        self.reference = bool(getattr(self.channel, "reference_clamps", False))
+        one_bit = getattr(self.channel, "bits", None) == 1  # bits is absent without quantization
+        self.stale_edges = self.reference and not one_bit
+        if max_iter is None:
+            max_iter = REFERENCE_SWEEPS if self.reference else MAX_SWEEPS
+        if tolerance is None:  # the reference code's two values
+            tolerance = 1e-5 if one_bit else 1e-3
+        self.max_iter, self.damping, self.tolerance = int(max_iter), float(damping), float(tolerance)
         self.d = problem.operator.gram_eig()[0]
-        self.iterations = 0  # sweeps done by the last call (for diagnostics and benchmarks)
+        self.iterations = 0  # sweeps done by the last call, its slowest image (for benchmarks)
+        self._sweeps_sum = self._sweeps_max = None  # per image, over all calls
+        self._calls = 0
 
     def curvature_bound(self, beta) -> float:
         """lambda_max(A^T C^-1 A) = max_i d_i / (beta^2 d_i + sigma^2) <= 1 / beta^2: the curvature
         of the Gaussian pseudo-likelihood EP approximates (see DiagonalLikelihoodScore)."""
         return float((self.d / (beta**2 * self.d + self.channel.noise_std**2)).max())
+
+    def sweep_counts(self) -> dict:
+        """Per image: the mean and the largest number of EP sweeps over the calls so far."""
+        if not self._calls:
+            return {}
+        return dict(ep_sweeps_mean=self._sweeps_sum / self._calls, ep_sweeps_max=self._sweeps_max)
+
+    def _count(self, sweeps):
+        sweeps = sweeps.squeeze(1).double().cpu()
+        self.iterations = int(sweeps.max())
+        self._calls += 1
+        if self._sweeps_sum is None:
+            self._sweeps_sum, self._sweeps_max = sweeps, sweeps
+        else:
+            self._sweeps_sum, self._sweeps_max = self._sweeps_sum + sweeps, torch.maximum(self._sweeps_max, sweeps)
 
     def _damp(self, new, old, sweep):
         return new if sweep == 0 else torch.lerp(new, old, self.damping)  # (1 - rho) new + rho old
@@ -64,22 +106,27 @@ class EPLikelihoodScore:
         b = self.operator.forward(x)
         noise_var = self.channel.noise_std**2
         prec = 1.0 / (beta**2 * self.d + noise_var)  # D: eigenvalues of C^{-1}
-        h_f = torch.zeros_like(b)
-        lam_f = torch.ones_like(b[:, :1])  # one scalar precision per image
+        h_f = torch.zeros_like(b)  # one precision lam_F per image, h_F per measurement
+        start = 1.0 if self.reference else 1.0 / (beta**2 * float(self.d.mean()) + noise_var)
+        lam_f = torch.full_like(b[:, :1], start)
         m_f, chi = self.tilted(b, h_f, lam_f)
         if not bool((chi > 0).any()):
             # Every factor pins v (no quantization): the posterior is the point v = y - b and
             # the EP fixed point is the exact Gaussian score C^{-1} (y - b).
-            self.iterations = 0
+            self._count(torch.zeros_like(lam_f))
             return self.operator.adjoint(self.operator.gram_filter(m_f, prec))
         active = torch.ones_like(lam_f, dtype=torch.bool)
+        sweeps = torch.zeros_like(lam_f)
+        last = (h_f, lam_f, m_f)  # each image's cavity and tilted mean at the start of its last sweep
         m_fd = chi_fd = h_g = lam_g = None
         for sweep in range(self.max_iter):
             if sweep > 0:
                 m_f, chi = self.tilted(b, h_f, lam_f)
-            # F side: one variance per image, the mean over the components that kept a positive one
-            # (the channel's variances are >= 0: the sum over all is the sum over the positive ones)
-            chi_f = chi.sum(1, keepdim=True) / torch.count_nonzero(chi, dim=1).unsqueeze(1).clamp_min(1)
+            if self.stale_edges:
+                last = tuple(torch.where(active, now, then) for now, then in zip((h_f, lam_f, m_f), last))
+            # F side: one variance per image, the mean over the components with a positive one
+            positive = chi > 0
+            chi_f = torch.where(positive, chi, 0.0).sum(1, keepdim=True) / positive.sum(1, keepdim=True).clamp_min(1)
             m_fd, chi_fd = self._damp(m_f, m_fd, sweep), self._damp(chi_f, chi_fd, sweep)
             # F -> G message: divide the cavity out of the F-side approximation
             h_g = self._damp(m_fd / chi_fd - h_f, h_g, sweep)
@@ -93,13 +140,29 @@ class EPLikelihoodScore:
             h_new = self._damp(m_g / chi_g - h_g, h_f, sweep)
             lam_new = self._damp((1.0 / chi_g - lam_g).clamp_min(float(prec.min())), lam_f, sweep)
             change = (h_new - h_f).abs().mean(1, keepdim=True) + (lam_new - lam_f).abs()
+            # the tolerance is absolute; float32 messages of size 1 / sigma^2 cannot resolve 1e-5, so it
+            # is floored at the fixed point's own rounding noise (measured up to about 40 ulps)
+            resolution = ROUNDING_ULPS * torch.finfo(b.dtype).eps * (h_f.abs().mean(1, keepdim=True) + lam_f)
+            # EP itself can diverge (its messages grow geometrically, e.g. for a chain far outside its
+            # bins): an image whose messages overflow keeps its last finite ones and stops there
+            active = active & torch.isfinite(h_new).all(1, keepdim=True) & torch.isfinite(lam_new)
             h_f = torch.where(active, h_new, h_f)
             lam_f = torch.where(active, lam_new, lam_f)
-            active = active & (change >= self.tolerance)
-            self.iterations = sweep + 1
+            sweeps = sweeps + active
+            active = active & (change >= resolution.clamp_min(self.tolerance))
             if not bool(active.any()):
                 break
-        # g = d/db log Z_F: the channel's own likelihood gradient at the cavity, z = b + h_F/lam_F
-        # with total variance 1/lam_F (the channel adds its noise_std^2 back to extra_var).
-        g = self.channel.grad(self.measurement, b + h_f / lam_f, extra_var=1.0 / lam_f - noise_var)
+        self._count(sweeps)
+        if self.stale_edges:
+            # The reference's multi-bit gradient: sqrt(lam_F) (phi(l~) - phi(u~)) / P~ with l~, u~, P~
+            # the bin normalised by the cavity at the start of the last sweep, whose tilted mean
+            # m gives (phi(l~) - phi(u~)) / P~ = sqrt(lam_0) (m - h_0 / lam_0); lam_F is the end's.
+            h_0, lam_0, m_0 = last
+            g = (lam_f / lam_0).sqrt() * (lam_0 * m_0 - h_0)
+        else:
+            # g = d/db log Z_F: the channel's own likelihood gradient at the cavity, z = b + h_F/lam_F
+            # with total variance 1/lam_F (the channel adds its noise_std^2 back to extra_var), in
+            # float64 like the moments: a cavity far from its bin is beyond float32's log space
+            z, extra_var = (b + h_f / lam_f).double(), (1.0 / lam_f).double() - noise_var
+            g = self.channel.grad(self.measurement, z, extra_var=extra_var).to(b.dtype)
         return self.operator.adjoint(g)

@@ -17,14 +17,18 @@ WEIGHTINGS = ("plain", "norm_ratio", "norm_ratio_batch")
 
 
 def likelihood_weight(gamma, weighting, prior_score, lik_score):
-    """w = gamma, or gamma * ||s|| / ||L|| per image, or over the whole batch (the QCS-SGM+ reference code)."""
+    """w = gamma, or gamma * ||s|| / ||L|| per image, or over the whole batch (the QCS-SGM+ reference
+    code). The batch norms leave out the images whose scores are not finite: a chain that has
+    diverged stays diverged, but no longer turns every other chain of its batch into NaN."""
     if weighting == "plain":
         return gamma
+    flat_s, flat_l = prior_score.flatten(1), lik_score.flatten(1)
     if weighting == "norm_ratio_batch":
-        return gamma * prior_score.norm() / lik_score.norm().clamp_min(1e-30)
-    flat_s = prior_score.reshape(prior_score.shape[0], -1).norm(dim=1)
-    flat_l = lik_score.reshape(lik_score.shape[0], -1).norm(dim=1).clamp_min(1e-30)
-    return (gamma * flat_s / flat_l).view(-1, *[1] * (prior_score.dim() - 1))
+        finite = (torch.isfinite(flat_s).all(1) & torch.isfinite(flat_l).all(1)).unsqueeze(1)
+        flat_s, flat_l = torch.where(finite, flat_s, 0.0), torch.where(finite, flat_l, 0.0)
+        return gamma * flat_s.norm() / flat_l.norm().clamp_min(1e-30)
+    weight = gamma * flat_s.norm(dim=1) / flat_l.norm(dim=1).clamp_min(1e-30)
+    return weight.view(-1, *[1] * (prior_score.dim() - 1))
 
 
 def step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio):

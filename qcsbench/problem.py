@@ -42,8 +42,18 @@ class Problem:
 
 @dataclass
 class Recovery:
-    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers."""
+    """x_hat (B, C, H, W); nfe: score/denoiser evaluations per image; info: method-specific numbers;
+    stats: per-image numbers for metrics.json, name -> tensor of shape (B,) (e.g. QCS-SGM+'s EP sweeps)."""
 
     x_hat: torch.Tensor
     nfe: int
     info: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+def summarize_stats(per_image: list[dict]) -> dict:
+    """A run's value of each stats number from its images': the largest for a name ending in
+    ``_max``, the mean for any other."""
+    names = sorted({name for stats in per_image for name in stats})
+    values = {name: [stats[name] for stats in per_image if name in stats] for name in names}
+    return {name: max(v) if name.endswith("_max") else sum(v) / len(v) for name, v in values.items()}

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import metrics, progress, tracking
 from qcsbench.errors import ConfigError
-from qcsbench.problem import Problem
+from qcsbench.problem import Problem, summarize_stats
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_key
 from qcsbench.validate import check_config, resolve_device  # noqa: F401  (resolve_device: scripts import it here)
@@ -116,7 +116,8 @@ def recover_batch(indices, test_set, operator, channel, method, prior, cfg, devi
         row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
         # clone: a view would carry the whole batch's storage into each image's store file
         records.append(dict(index=index, row=row, recon=result_x[j].clone(), back_projection=back[j].clone(),
-                            nfe=int(result.nfe), seconds=float(seconds)))
+                            nfe=int(result.nfe), seconds=float(seconds),
+                            stats={k: float(v[j]) for k, v in result.stats.items()}))
     log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
     return records
 
@@ -223,6 +224,7 @@ def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method
             images.update(len(batch))
         ordered = [records[i] for i in range(num_images)]
         summary = summarize(ordered, set(todo), cfg, described)
+        summary.update(summarize_stats([r.get("stats", {}) for r in ordered]))
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
                        result_id=store.id, code_version=store.version)
         if summary["num_diverged"]:

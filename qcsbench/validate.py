@@ -121,7 +121,7 @@ METHOD = {
     "weighting": choice("plain", "norm_ratio", "norm_ratio_batch"), "sigma_max": SIGMA, "sigma_min": SIGMA,
     "num_levels": integer(1, null=True), "max_step_ratio": number(0, 2, lo_open=True, hi_open=True, null=True),
     "report_previous": boolean(), "final_denoise": boolean(), "progress": boolean(),
-    "ep_max_iter": integer(1), "ep_damping": number(0, 1, hi_open=True), "ep_tolerance": number(0, null=True),
+    "ep_max_iter": integer(1, null=True), "ep_damping": number(0, 1, hi_open=True), "ep_tolerance": number(0, null=True),
     "noise_std": number(0, null=True), "sparsity": integer(1), "iterations": integer(1),
     "step": number(0, lo_open=True, null=True), "pixel_rms": number(0, lo_open=True), "inner_steps": integer(0),
     "step_ratio": number(0, 1, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),

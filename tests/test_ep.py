@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.optimize
 import scipy.stats
 import torch
 
@@ -241,3 +242,179 @@ def test_run_py_qcs_sgm_plus_end_to_end(cache_dir, tmp_path, bits):
     # (1 bit) and 12.6 dB (2 bits); step_lr = 2e-4 diverges here, as on the full preset
     assert summary["psnr_mean"] > 11.0, summary
     assert (out / "per_image.csv").exists() and (out / "grid.png").exists()
+
+
+# --- reference mode against a transcription of the QCS-SGM+ reference code -----------
+
+
+def reference_ep_score(a, y, lower, upper, x, noise_var, beta, bits, num_iter=5, damp=0.02):
+    """The QCS-SGM+ authors' likelihood_score_onebit_EP / likelihood_score_multibit_EP
+    (models/__init__.py of their repository), transcribed as they are written: one image at a
+    time, column vectors, erfc-based probabilities clipped at 1e-6 and 1 - 1e-6, lam_F from 1,
+    the damped scalar updates, a dense U diag(.) U^T, and for Q >= 2 bits a final gradient
+    from the u~, l~ of the last sweep's start. Edges are finite (+-1e20), as there."""
+    floor, sqrt2pi = 1e-6, (2 * np.pi) ** 0.5
+    d_c, u_mat = torch.linalg.eigh(a @ a.T)
+    d_prec = 1 / (beta**2 * d_c + noise_var)
+    pdf = lambda t: torch.exp(-t**2 / 2) / sqrt2pi  # noqa: E731
+    q_fn = lambda t: torch.erfc(t / 2**0.5) / 2  # noqa: E731  (the reference's H)
+    cdf = lambda t: torch.erfc(-t / 2**0.5) / 2  # noqa: E731  (the reference's phi)
+    dlnh = lambda t: -pdf(t) / torch.clip(q_fn(t), floor, 1 - floor)  # noqa: E731
+    dlnhc = lambda t: pdf(t) / torch.clip(1 - q_fn(t), floor, 1 - floor)  # noqa: E731
+    ddlnh = lambda t: t * pdf(t) / torch.clip(q_fn(t), floor, 1 - floor) - dlnh(t) ** 2  # noqa: E731
+    ddlnhc = lambda t: -t * pdf(t) / torch.clip(1 - q_fn(t), floor, 1 - floor) - dlnhc(t) ** 2  # noqa: E731
+    m = a.shape[0]
+    out = []
+    for i in range(x.shape[0]):
+        yi = y[i].reshape(-1, 1)
+        lo, up = lower[i].reshape(-1, 1), upper[i].reshape(-1, 1)
+        b = a @ x[i].reshape(-1, 1)
+        h_f, lam_f = torch.zeros(m, 1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+        for it in range(num_iter):
+            kh_f, klam_f = h_f, lam_f
+            r = torch.sqrt(lam_f)
+            if bits == 1:
+                u = -r * b - h_f / r
+                m_f_new = h_f / lam_f - 1 / r * ((1 + yi) / 2 * dlnh(u) + (1 - yi) / 2 * dlnhc(u))
+                chi_full = 1 / lam_f + 1 / lam_f * ((1 + yi) / 2 * ddlnh(u) + (1 - yi) / 2 * ddlnhc(u))
+            else:
+                u_t = -r * b - h_f / r + up * r
+                l_t = -r * b - h_f / r + lo * r
+                p = torch.clamp(cdf(u_t) - cdf(l_t), floor, 1 - floor)
+                m_f_new = h_f / lam_f - 1 / torch.sqrt(lam_f * 2 * np.pi) * (
+                    torch.exp(-u_t**2 / 2) - torch.exp(-l_t**2 / 2)) / p
+                chi_full = (1 / lam_f - (u_t * torch.exp(-u_t**2 / 2) - l_t * torch.exp(-l_t**2 / 2))
+                            / lam_f / sqrt2pi / p - (m_f_new - h_f / lam_f) ** 2)
+            chi_f_new = chi_full[chi_full > 0].mean()
+            if it > 0:
+                m_f, chi_f = (1 - damp) * m_f_new + damp * m_f, (1 - damp) * chi_f_new + damp * chi_f
+            else:
+                m_f, chi_f = m_f_new, chi_f_new
+            h_g_new = m_f / chi_f - h_f
+            lam_g_new = max(floor, 1 / chi_f - lam_f)
+            if it > 0:
+                h_g, lam_g = (1 - damp) * h_g_new + damp * h_g, (1 - damp) * lam_g_new + damp * lam_g
+            else:
+                h_g, lam_g = h_g_new, lam_g_new
+            g_common = u_mat @ torch.diag(1 / (lam_g + d_prec)) @ u_mat.T
+            m_g = g_common @ h_g
+            chi_g = (1 / (lam_g + d_prec)).mean() if bits == 1 else torch.diag(g_common).mean()
+            h_f_new, lam_f_new = m_g / chi_g - h_g, 1 / chi_g - lam_g
+            if it > 0:
+                h_f, lam_f = (1 - damp) * h_f_new + damp * h_f, (1 - damp) * lam_f_new + damp * lam_f
+            else:
+                h_f, lam_f = h_f_new, lam_f_new
+            err = (h_f - kh_f).abs().mean() + (lam_f - klam_f).abs().mean()
+            if err < (1e-5 if bits == 1 else 1e-3):
+                break
+        if bits == 1:
+            u = -torch.sqrt(lam_f) * b - h_f / torch.sqrt(lam_f)
+            grad = -torch.sqrt(lam_f) * ((1 + yi) / 2 * dlnh(u) + (1 - yi) / 2 * dlnhc(u))
+        else:  # u_t, l_t, p: still those of the last sweep's start
+            grad = -torch.sqrt(lam_f) / sqrt2pi * (torch.exp(-u_t**2 / 2) - torch.exp(-l_t**2 / 2)) / p
+        out.append((a.T @ grad).flatten())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+@pytest.mark.parametrize("kind", ["gaussian", "ill_conditioned"])
+@pytest.mark.parametrize("where", ["near", "far"])
+@pytest.mark.parametrize("max_iter", [None, 10])
+def test_reference_mode_reproduces_the_reference_ep(kind, bits, where, max_iter):
+    """To 1e-6 relative with reference mode's default of 5 sweeps (the reference's MNIST setting)
+    and the reference function's default 10 (images stop at different sweeps there). Far from
+    the bins the clipped iteration amplifies rounding: after 30 sweeps the two computations
+    drift apart to 1e-1 on one image, both correct."""
+    m = 40
+    op = (gaussian(SHAPE, m, seed=3) if kind == "gaussian" else ill_conditioned(SHAPE, m, seed=3, kappa=1000.0))
+    op = op.to(dtype=torch.float64)
+    channel = UniformQuantizer(bits, noise_std=0.1, range="batch", reference_clamps=True)
+    problem, x = problem_for(op, channel, b=4, seed=5)
+    gen = torch.Generator().manual_seed(7)
+    a, meas = op.matrix(), problem.measurement
+    lower, upper = meas.lower.clamp(-1e20, 1e20), meas.upper.clamp(-1e20, 1e20)
+    for beta in (3.0, 0.3, 0.03):
+        if where == "near":  # x_t as the sampler sees it: the truth plus noise of level beta
+            xt = x + beta * torch.randn(x.shape, dtype=torch.float64, generator=gen)
+        else:  # a wrong image: many measurements tens of standard deviations outside their bins
+            xt = 4 * (0.5 - x) + 0.1 * torch.randn(x.shape, dtype=torch.float64, generator=gen)
+        ours = EPLikelihoodScore(problem, max_iter=max_iter)(xt, beta).flatten(1)
+        ref = reference_ep_score(a, meas.y, lower, upper, xt.flatten(1), 0.01, beta, bits, num_iter=max_iter or 5)
+        rel = (ours - ref).norm(dim=1) / ref.norm(dim=1)
+        assert float(rel.max()) < 1e-6, (beta, rel)
+        if where == "far" and beta < 1:  # the clips matter here: the exact EP is far from the reference
+            exact = Problem(op, UniformQuantizer(bits, noise_std=0.1, range="batch"), meas)
+            other = EPLikelihoodScore(exact, max_iter=max_iter)(xt, beta).flatten(1)
+            differ = (other - ref).norm(dim=1) / ref.norm(dim=1)
+            assert float(differ.max()) > 1e-2, differ
+
+
+# --- converged EP when M > N ------------------------------------------------------------
+
+
+def scipy_ep_fixed_point_score(a, lower, upper, b, beta, sigma):
+    """EP's fixed point located by scipy's root finder instead of EP's damped sweeps. Unknowns:
+    h_F (M) and log lam_F; equations: the tilted moments of the cavity N(h_F / lam_F, 1 / lam_F)
+    on each bin (scipy's truncated normal; mean per entry, variance averaged) equal the G side's
+    N((C^-1 + lam_G)^-1 h_G, mean diag), with h_G = m_F / chi_F - h_F, lam_G = 1 / chi_F - lam_F.
+    The score is A^T g with g = lam_F (m_F - h_F / lam_F), the derivative of log Z_F in b."""
+    m = a.shape[0]
+    d, u = np.linalg.eigh(a @ a.T)
+    prec = 1 / (beta**2 * d + sigma**2)
+
+    def moments(h, lam):
+        mean, s = h / lam, lam**-0.5
+        return scipy.stats.truncnorm.stats((lower - b - mean) / s, (upper - b - mean) / s, loc=mean, scale=s,
+                                           moments="mv")
+
+    def residual(p):
+        h, lam = p[:m], np.exp(p[m])
+        m_f, chi = moments(h, lam)
+        chi_f = chi.mean()
+        h_g, lam_g = m_f / chi_f - h, 1 / chi_f - lam
+        w = 1 / (lam_g + prec)
+        return np.append(u @ (w * (u.T @ h_g)) - m_f, np.log(w.mean() / chi_f))
+
+    start = np.append(np.zeros(m), -np.log(beta**2 * d.mean() + sigma**2))
+    with np.errstate(all="ignore"):
+        sol = scipy.optimize.root(residual, start, method="hybr", options=dict(xtol=1e-13))
+        assert sol.success and np.abs(residual(sol.x)).max() < 1e-10, sol.message
+        h, lam = sol.x[:m], np.exp(sol.x[m])
+        m_f, _ = moments(h, lam)
+    return a.T @ ((m_f - h / lam) * lam)
+
+
+@pytest.mark.parametrize("bits,seed,beta", [(1, 0, 50.0), (1, 2, 50.0), (1, 1, 1.0), (1, 0, 0.1),
+                                            (2, 2, 50.0), (2, 1, 1.0), (2, 0, 0.1)])
+def test_ep_converges_to_its_fixed_point_when_m_is_twice_n(bits, seed, beta):
+    """M = 2N = 12. The reference's 5 sweeps from lam_F = 1 are 2 % to 900 % off here (measured)."""
+    shape = (1, 2, 3)
+    op = gaussian(shape, 12, seed=seed).to(dtype=torch.float64)
+    channel = UniformQuantizer(bits, noise_std=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, *shape, dtype=torch.float64, generator=gen)
+    meas = channel.measure(op.forward(x), ImageRandom(seed, [0], MEASUREMENT))
+    problem = Problem(op, channel, meas)
+    xt = x + beta * torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    exact = scipy_ep_fixed_point_score(op.matrix().numpy(), meas.lower[0].numpy(), meas.upper[0].numpy(),
+                                       op.forward(xt)[0].numpy(), beta, 0.1)
+    rel = lambda score: np.linalg.norm(score.flatten().numpy() - exact) / np.linalg.norm(exact)  # noqa: E731
+    assert rel(EPLikelihoodScore(problem, tolerance=1e-12)(xt, beta)) < 1e-7
+    # the defaults in float32, as runs use them: the reference's tolerance (1e-3 for Q bits) leaves
+    # up to 1.4 % at beta = 50 with 2 bits (measured), 1e-5 for 1 bit about 1e-4
+    problem32 = Problem(op.to(dtype=torch.float32), channel, meas.to(dtype=torch.float32))
+    assert rel(EPLikelihoodScore(problem32)(xt.float(), beta).double()) < (3e-4 if bits == 1 else 3e-2)
+
+
+def test_mnist_with_more_measurements_than_pixels_stays_finite(make_cfg, tmp_path):
+    """M = 1000 > N = 784 with a plain likelihood weight of 1: the 5-sweep EP from lam_F = 1 made
+    one of these 2 digits diverge (measured); converged EP keeps both finite."""
+    from qcsbench.runner import run
+
+    tiny_prior = [o for o in TINY if o.startswith("prior.")]
+    summary = run(make_cfg("method=qcs_sgm_plus", "method.weighting=plain", "method.gamma=1.0", "m=1000",
+                           "num_images=2", "batch_size=2", "method.num_levels=60", "method.steps_per_level=3",
+                           "method.progress=false", "logger=none", *tiny_prior, f"+run_dir={tmp_path / 'run'}"))
+    assert summary["num_diverged"] == 0 and summary["psnr_mean"] > 14.0, summary
+    # EP's sweeps per call are reported: measured 8 on average, 11 at most
+    assert 1 <= summary["ep_sweeps_mean"] <= summary["ep_sweeps_max"] < 200

@@ -80,3 +80,31 @@ def test_step_cap_only_where_the_reference_step_is_unstable():
                 assert alpha == plain
             assert alpha * (1 / beta**2 + bound) < 2  # stable
             assert step_size(5e-5, beta, beta_last, score, 1.0, "plain", None) == plain  # null: the reference
+
+
+def test_one_diverged_chain_does_not_poison_its_batch():
+    """weighting=norm_ratio_batch (QCS-SGM+'s default) with one NaN chain in a batch of 8: that
+    chain stays NaN, the other seven run exactly as they run without it."""
+    from qcsbench.channels import UniformQuantizer
+    from qcsbench.ep import EPLikelihoodScore
+
+    g = torch.Generator().manual_seed(3)
+    prior = GaussianMixturePrior.from_covariances(torch.ones(1), torch.rand(1, D, generator=g),
+                                                  0.05 * torch.eye(D)[None], SHAPE, [1.0])
+    op = gaussian(SHAPE, M, seed=2).to(dtype=torch.float64)
+    channel = UniformQuantizer(1, noise_std=0.1)
+    meas = channel.measure(op.forward(torch.rand(8, *SHAPE, generator=g, dtype=torch.float64)),
+                           ImageRandom(0, range(8), MEASUREMENT))
+    x0 = torch.rand(8, *SHAPE, generator=g, dtype=torch.float64)
+    x0[3] = float("nan")
+
+    def sample(indices):
+        score = EPLikelihoodScore(Problem(op, channel, meas.select(indices)))
+        return annealed_langevin(x0[indices], prior, score, [1.0, 0.3, 0.1], ImageRandom(0, indices, SAMPLER),
+                                 step_lr=1e-3, steps_per_level=3, gamma=0.5, weighting="norm_ratio_batch",
+                                 progress=False)[0]
+
+    others = [0, 1, 2, 4, 5, 6, 7]
+    together, alone = sample(list(range(8))), sample(others)
+    assert bool(torch.isnan(together[3]).all()) and bool(torch.isfinite(together[others]).all())
+    assert torch.allclose(together[others], alone, rtol=1e-10, atol=1e-12)

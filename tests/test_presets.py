@@ -61,7 +61,17 @@ def test_mnist_presets_run(make_cfg, tmp_path, preset):
 
 def test_reference_preset_runs_on_the_default_experiment(make_cfg, tmp_path):
     cfg, summary, _ = run_preset(make_cfg, tmp_path, "+experiment=qcs_sgm_reference", *TINY)
-    assert cfg.quantizer.range == "batch" and cfg.method.report_previous and summary["num_images"] == 4
+    assert cfg.quantizer.range == "batch" and cfg.quantizer.reference_clamps and cfg.method.report_previous
+    assert summary["num_images"] == 4
+
+
+def test_reference_preset_sets_only_what_applies(make_cfg, tmp_path):
+    """Without quantization there is no quantizer range or clamp to set: quantizer=none wins over
+    the preset's reference quantizer, and the rest of the preset still applies."""
+    cfg, summary, _ = run_preset(make_cfg, tmp_path, "+experiment=qcs_sgm_reference", "quantizer=none",
+                                 "method=qcs_sgm_plus", *TINY)
+    assert set(cfg.quantizer) == {"_target_", "noise_std"} and cfg.method.report_previous
+    assert summary["ep_sweeps_max"] == 0  # EP's closed form for unquantized data
 
 
 def test_cifar10_preset_runs(make_cfg, tmp_path):

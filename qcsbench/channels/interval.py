@@ -62,6 +62,25 @@ def interval_grad_reference(a, b, s, one_bit: bool):
     return num / (s * p)
 
 
+def truncated_normal_moments_reference(mean, var, lower, upper, floor: float = 1e-6):
+    """The QCS-SGM+ reference code's moments of N(mean, var) on [lower, upper): the formulas of
+    truncated_normal_moments with P = Phi(b) - Phi(a) evaluated directly and clipped to
+    [floor, 1 - floor], in the input's dtype, and the variance left unclamped. Far from its
+    bin a measurement's moments are then wrong (the variance can exceed var or turn
+    negative; EP's variance average skips the entries <= 0, as the reference does): kept only
+    to reproduce published numbers."""
+    s = var.sqrt()
+    a, b = (lower - mean) / s, (upper - mean) / s
+    flip = a > -b  # upper tail: Phi(-a) - Phi(-b) keeps the digits 1 - Phi(a) would lose
+    p = torch.where(flip, torch.special.ndtr(-a) - torch.special.ndtr(-b),
+                    torch.special.ndtr(b) - torch.special.ndtr(a)).clamp(floor, 1 - floor)
+    pdf_a, pdf_b = torch.exp(log_normal_pdf(a)), torch.exp(log_normal_pdf(b))
+    ratio = (pdf_a - pdf_b) / p
+    # t phi(t) is 0 at an infinite edge (the reference's edges of +-1e20 delta give the same)
+    edges = torch.where(torch.isinf(a), 0.0, a * pdf_a) - torch.where(torch.isinf(b), 0.0, b * pdf_b)
+    return mean + s * ratio, var * (1.0 + edges / p - ratio * ratio)
+
+
 def truncated_normal_moments(mean: torch.Tensor, var: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor):
     """Mean and variance of N(mean, var) restricted to [lower, upper) (edges may be infinite).
 

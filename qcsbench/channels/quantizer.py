@@ -5,7 +5,8 @@ import torch
 
 from qcsbench.channels.base import Channel, Measurement
 from qcsbench.channels.interval import (interval_grad, interval_grad_reference, log_interval_prob,
-                                       one_sided_moments, truncated_normal_moments)
+                                       one_sided_moments, truncated_normal_moments,
+                                       truncated_normal_moments_reference)
 from qcsbench.errors import ConfigError
 
 RANGES = ("image", "batch")
@@ -20,7 +21,7 @@ class UniformQuantizer(Channel):
     dither: add a known uniform dither d ~ U[-delta/2, delta/2) before quantizing; the
     bins and the levels (for more than 1 bit) handed to methods are shifted back by -d.
     reference_clamps: score with the reference code's clamped probabilities instead of
-    the exact log-space formula.
+    the exact log-space formula (QCS-SGM's, and inside every sweep of QCS-SGM+'s EP).
     """
 
     name = "uniform"
@@ -90,6 +91,8 @@ class UniformQuantizer(Channel):
 
     def tilted_moments(self, meas, offset, mean, var):
         # offset + v fell in [l, u): v is the normal truncated to [l - offset, u - offset)
+        if self.reference_clamps:
+            return truncated_normal_moments_reference(mean, var, meas.lower - offset, meas.upper - offset)
         if self.bits == 1:  # both bins are half-lines: the same moments with a quarter of the work
             # y = +-1 is the side; the finite edge is 0, or -d with dither
             edge = torch.where(meas.y > 0, meas.lower, meas.upper) - offset

@@ -45,11 +45,16 @@ class QCSSGM(Method):
     def recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
         x = rng.rand(*problem.shape).to(problem.measurement.y.device)
-        x, nfe = annealed_langevin(x, prior, self.likelihood_score(problem), sigmas, rng, step_lr=self.step_lr,
+        score = self.likelihood_score(problem)
+        x, nfe = annealed_langevin(x, prior, score, sigmas, rng, step_lr=self.step_lr,
                                    steps_per_level=self.steps_per_level, gamma=self.gamma, weighting=self.weighting,
                                    report_previous=self.report_previous, progress=self.progress,
                                    max_step_ratio=self.max_step_ratio)
         if self.final_denoise:
             x = prior.denoise(x, float(sigmas[-1]))
             nfe += 1
-        return Recovery(x.clamp(0, 1), nfe)
+        return Recovery(x.clamp(0, 1), nfe, stats=self.stats(score))
+
+    def stats(self, likelihood_score) -> dict:
+        """Per-image numbers about how the likelihood score worked (Recovery.stats); none here."""
+        return {}
