@@ -2,8 +2,8 @@
 L(x) = -sum_m log p(y_m | a_m^T x) at extra_var = 0, and its gradient in x.
 
 For 1-bit quantized data this is Diff-OneBit's probit term -sum log Phi(y a^T x / sigma);
-for the logistic channel its logistic term sum log(1 + exp(-y a^T x / T)) (MATH.md
-section 6). The channel evaluates both stably; nothing is written twice here.
+for the logistic channel its logistic term sum log(1 + exp(-y a^T x / T))
+(docs/math.md §6). The channel evaluates both stably; nothing is written twice here.
 """
 from __future__ import annotations
 

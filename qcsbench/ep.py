@@ -1,4 +1,4 @@
-"""QCS-SGM+'s likelihood score: expectation propagation for a general A (MATH.md section 4).
+"""QCS-SGM+'s likelihood score: expectation propagation for a general A (docs/math.md §4).
 
 With b = A x_t and v = z + n - b ~ N(0, C), C = beta^2 A A^T + sigma^2 I, the
 pseudo-likelihood is p(y | x_t) = integral of N(v; 0, C) prod_m f_m(b_m + v_m) dv, where f_m

@@ -1,4 +1,4 @@
-"""Annealed Langevin dynamics with a likelihood score (QCS-SGM's Algorithm 1, MATH.md section 3).
+"""Annealed Langevin dynamics with a likelihood score (QCS-SGM's Algorithm 1, docs/math.md §3).
 
     alpha_t = eps * beta_t^2 / beta_L^2
     x <- x + alpha_t [ s(x, beta_t) + w * L(x, beta_t) ] + sqrt(2 alpha_t) zeta

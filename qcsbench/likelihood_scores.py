@@ -9,7 +9,7 @@ from qcsbench.problem import Problem
 
 
 class DiagonalLikelihoodScore:
-    """QCS-SGM's pseudo-likelihood score (MATH.md section 3): A^T g with
+    """QCS-SGM's pseudo-likelihood score (docs/math.md §3): A^T g with
     g_m = d/dz_m log p(y_m | z_m) at noise variance sigma^2 + beta^2 ||a_m||^2, z = A x.
     Exact for row-orthogonal A under p(x_0 | x_t) ~ p(x_t | x_0)."""
 

@@ -1,4 +1,4 @@
-"""Per-image quality metrics (MATH.md section 7); aggregate by averaging over images.
+"""Per-image quality metrics (docs/math.md §7); aggregate by averaging over images.
 
 PSNR uses data range 1 per image. SSIM is torchmetrics' (11 x 11 Gaussian window,
 sigma 1.5), not scikit-image's 7 x 7 uniform window the QCS-SGM code used. 1-bit

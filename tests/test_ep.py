@@ -1,4 +1,4 @@
-"""QCS-SGM+'s EP likelihood score and the truncated-normal moments it needs (MATH.md section 4)."""
+"""QCS-SGM+'s EP likelihood score and the truncated-normal moments it needs (docs/math.md §4)."""
 import json
 
 import numpy as np

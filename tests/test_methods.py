@@ -41,7 +41,7 @@ def test_probit_data_term_gradient_matches_float64_autograd():
     problem, _, a = small_problem(UniformQuantizer(1, noise_std=sigma))
     y = problem.measurement.y
     x = 2 * torch.rand(3, *SHAPE, dtype=torch.float64) - 0.5  # far from the truth: many violated signs
-    probit = lambda v: -torch.special.log_ndtr(y * (v.reshape(3, -1) @ a.T) / sigma).sum(1)  # MATH.md 6
+    probit = lambda v: -torch.special.log_ndtr(y * (v.reshape(3, -1) @ a.T) / sigma).sum(1)  # docs/math.md §6
     assert torch.allclose(nll(problem, x), probit(x), rtol=1e-10)
     assert torch.allclose(nll_grad(problem, x), autograd_of(probit, x), rtol=1e-8, atol=1e-10)
 

@@ -56,7 +56,7 @@ class Channel:
     def tilted_moments(self, meas: Measurement, offset: torch.Tensor, mean, var):
         """Mean and variance of v ~ N(mean, var) once we know that offset + v produced y.
 
-        For expectation propagation (MATH.md section 4): v = z + n - A x_t already carries
+        For expectation propagation (docs/math.md §4): v = z + n - A x_t already carries
         the channel's Gaussian noise, so what is left of the observation is the bare
         quantizer (the bin [l, u) of offset + v) or, without quantization, offset + v = y.
         """

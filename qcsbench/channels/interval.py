@@ -2,7 +2,7 @@
 
 For a measurement z + n, n ~ N(0, s^2), that fell in the bin [l, u), a = (l - z)/s and
 b = (u - z)/s. Everything is evaluated in log space so that a bin 10 or 40 standard
-deviations away still gives a finite, correct pull (MATH.md section 3); edges may be
+deviations away still gives a finite, correct pull (docs/math.md §3); edges may be
 infinite (the outer bins of a quantizer, both bins of 1 bit).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Logistic regression (Diff-OneBit's second task, MATH.md section 1): y_m = +-1 with
+"""Logistic regression (Diff-OneBit's second task, docs/math.md §1): y_m = +-1 with
 P(y_m = 1 | z_m) = sigmoid(z_m / T), z = A x.
 
 The same as y = sign(z + n) with n logistic of scale T, so the bins handed to methods are

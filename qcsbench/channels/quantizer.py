@@ -1,4 +1,4 @@
-"""The Q-bit uniform mid-rise quantizer (MATH.md section 1), with optional known dither."""
+"""The Q-bit uniform mid-rise quantizer (docs/math.md §1), with optional known dither."""
 from __future__ import annotations
 
 import torch

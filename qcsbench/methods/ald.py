@@ -1,4 +1,4 @@
-"""Annealed Langevin for linear compressed sensing (Jalal et al., NeurIPS 2021; MATH.md section 6),
+"""Annealed Langevin for linear compressed sensing (Jalal et al., NeurIPS 2021; docs/math.md §6),
 fed with the dequantized measurements, i.e. what one gets by ignoring quantization:
 
     x <- x + alpha_t [ s(x, beta_t) + A^T (y - A x) / (sigma^2 + beta_t^2) ] + sqrt(2 alpha_t) zeta

@@ -1,4 +1,4 @@
-"""Binary iterative hard thresholding (Jacques et al. 2013; MATH.md section 6) in the orthonormal
+"""Binary iterative hard thresholding (Jacques et al. 2013; docs/math.md §6) in the orthonormal
 2-D DCT basis Psi:
 
     theta <- H_K( theta + (tau / 2) Psi A^T (y - sign(A Psi^T theta)) ),  theta_0 = 0

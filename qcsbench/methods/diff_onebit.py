@@ -1,4 +1,4 @@
-"""Diff-OneBit (Chen & Liu, AAAI 2026; MATH.md section 6): DiffPIR's half-quadratic splitting
+"""Diff-OneBit (Chen & Liu, AAAI 2026; docs/math.md §6): DiffPIR's half-quadratic splitting
 with the channel's own likelihood as the data term (probit for quantized data, logistic for the
 logistic channel), minimised by a few gradient steps at each diffusion level."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DiffPIR (Zhu et al., CVPRW 2023; MATH.md section 6) as a baseline for quantized data: the
+"""DiffPIR (Zhu et al., CVPRW 2023; docs/math.md §6) as a baseline for quantized data: the
 same half-quadratic splitting as Diff-OneBit, with the Gaussian data term on the dequantized
 measurements (the bin levels; +-1 for 1 bit), solved exactly at every level."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Diffusion posterior sampling (Chung et al., ICLR 2023; MATH.md section 6) with the channel's
+"""Diffusion posterior sampling (Chung et al., ICLR 2023; docs/math.md §6) with the channel's
 likelihood, on the VE ladder.
 
 Ancestral step, the DDPM posterior q(x_{t-1} | x_t, x0) written for VE noise with x0 = D(x_t, sigma_t):

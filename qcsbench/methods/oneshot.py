@@ -1,4 +1,4 @@
-"""OneShot (MATH.md section 6): the back-projection v = A^T y of the dequantized measurements,
+"""OneShot (docs/math.md §6): the back-projection v = A^T y of the dequantized measurements,
 scaled to a typical image's norm and denoised by the prior from a matched noise level, as
 SIM-DMIS initialises.
 

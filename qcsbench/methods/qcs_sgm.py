@@ -12,7 +12,7 @@ from qcsbench.problem import Recovery
 
 class QCSSGM(Method):
     """step_lr (eps), steps_per_level (K), gamma and the ladder (the prior's unless
-    sigma_max / sigma_min / num_levels are set) follow MATH.md section 3.
+    sigma_max / sigma_min / num_levels are set) follow docs/math.md §3.
     report_previous: return the state before the last update (reference code behaviour).
     max_step_ratio: cap the step at this fraction of 1 / curvature (prior 1/beta^2 plus the
     likelihood's bound) where eps alone would be unstable, e.g. the diagonal score of an

@@ -8,7 +8,7 @@ from qcsbench.methods.qcs_sgm import QCSSGM
 
 class QCSSGMPlus(QCSSGM):
     """Everything of :class:`QCSSGM` (same annealed Langevin loop, same options) except the
-    likelihood score, which is EP's (MATH.md section 4) instead of the diagonal one.
+    likelihood score, which is EP's (docs/math.md §4) instead of the diagonal one.
     ep_max_iter, ep_damping, ep_tolerance: see :class:`~qcsbench.ep.EPLikelihoodScore`.
     The defaults are the reference's MNIST setting: gamma 0.5 with the batch norm-ratio weighting."""
 

@@ -1,4 +1,4 @@
-"""Sensing operators A (DESIGN.md: forward, adjoint, squared row norms, cached eig of A A^T)."""
+"""Sensing operators A (docs/architecture.md §2: forward, adjoint, squared row norms, cached eig of A A^T)."""
 from qcsbench.operators.base import DenseOperator, Operator
 from qcsbench.operators.block import BlockOperator, block
 from qcsbench.operators.dct import SubsampledDCT, dct

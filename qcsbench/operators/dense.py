@@ -1,4 +1,4 @@
-"""Dense random sensing matrices: Gaussian, ill-conditioned, correlated (MATH.md section 5).
+"""Dense random sensing matrices: Gaussian, ill-conditioned, correlated (docs/math.md §5).
 
 Each is drawn in float64 on the CPU from its own seed, so every method, batch size and
 device sees the same A.

@@ -1,7 +1,7 @@
 """The prior interface: a VE score s(x, sigma) = grad log p_sigma(x) on [0, 1] data.
 
 x_sigma = x_0 + sigma * eps; the denoiser is Tweedie's D(x, sigma) = x + sigma^2 s(x, sigma).
-Every model family is adapted to this one interface (DESIGN.md).
+Every model family is adapted to this one interface (docs/architecture.md §2, docs/math.md §2).
 
 The contract every prior keeps (tests/test_prior_contract.py checks it family by family):
 ``sigma`` is a Python float (one level for the batch) or a tensor of shape (B,) (one level

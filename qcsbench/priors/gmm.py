@@ -1,4 +1,4 @@
-"""A Gaussian mixture prior with an exact score at every noise level (MATH.md section 2).
+"""A Gaussian mixture prior with an exact score at every noise level (docs/math.md §2).
 
 p(x) = sum_k pi_k N(mu_k, C_k)  =>  p_sigma = sum_k pi_k N(mu_k, C_k + sigma^2 I).
 With C_k = U_k diag(lam_k) U_k^T stored, each level costs one projection per component.

@@ -1,7 +1,7 @@
 """What every neural-network prior shares: device moves, the prior contract, speed knobs.
 
 A family adapter subclasses NetworkPrior and writes ``_score(x, sigma)`` on [0, 1] data
-in the VE convention (MATH.md section 2), with x in the network's dtype and sigma a float64
+in the VE convention (docs/math.md §2), with x in the network's dtype and sigma a float64
 tensor of shape (B,), one level per image. This base turns a float sigma into that tensor,
 casts x to the network's dtype and the score back to x's, and adds the optional bf16/fp16
 autocast and torch.compile (off by default, on in configs/experiment/gpu.yaml). It never

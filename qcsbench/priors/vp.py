@@ -1,4 +1,4 @@
-"""Variance-preserving epsilon models as VE score models on [0, 1] data (MATH.md section 2).
+"""Variance-preserving epsilon models as VE score models on [0, 1] data (docs/math.md §2).
 
 A DDPM noises data in [-1, 1] as x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps. Dividing by
 sqrt(abar_t) gives the VE form x0 + s eps with s = sqrt((1 - abar_t)/abar_t); so a VE input
