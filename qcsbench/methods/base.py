@@ -1,8 +1,6 @@
 """The method interface: ``recover(problem, prior, rng) -> Recovery``."""
 from __future__ import annotations
 
-import functools
-
 from qcsbench.errors import ConfigError
 from qcsbench.priors import Prior, geometric_sigmas
 from qcsbench.problem import Problem, Recovery
@@ -17,27 +15,18 @@ def check_prior_fits(problem: Problem, prior) -> None:
                           f"{tuple(problem.shape)}: use a prior made for that image size, or resize the images.")
 
 
-def _public_entry(recover):
-    """``recover`` as users call it: rng may be a seed, a torch.Generator or an ImageRandom,
-    and the prior must fit the images. The subclass's own code always receives a stream."""
-    @functools.wraps(recover)
-    def entry(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
-        check_prior_fits(problem, prior)
-        return recover(self, problem, prior, as_stream(rng, problem.batch_size, problem.measurement.y.device))
-    return entry
-
-
 class Method:
-    """A recovery algorithm. Every subclass's ``recover`` is wrapped by ``_public_entry``."""
+    """A recovery algorithm. Subclasses write ``_recover(problem, prior, stream)``; users call
+    ``recover``, which accepts any random source and checks that the prior fits the images."""
 
     name = "method"
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "recover" in cls.__dict__:
-            cls.recover = _public_entry(cls.__dict__["recover"])
-
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
+        """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""
+        check_prior_fits(problem, prior)
+        return self._recover(problem, prior, as_stream(rng, problem.batch_size, problem.measurement.y.device))
+
+    def _recover(self, problem: Problem, prior: Prior, rng) -> Recovery:
         raise NotImplementedError
 
     def describe(self) -> dict:

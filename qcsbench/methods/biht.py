@@ -41,7 +41,7 @@ class BIHT(Method):
         self.name, self.sparsity, self.iterations = name, int(sparsity), int(iterations)
         self.step, self.pixel_rms = step, float(pixel_rms)
 
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         op = problem.operator
         _, h, w = op.shape
         y = problem.measurement.y

@@ -39,7 +39,7 @@ class DiffOneBit(Method):
             return 0.0
         return max(0.0, self.surrogate_std**2 - channel.noise_std**2)
 
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
         extra_var = self.extra_var(problem.channel)
         eta = self.step_ratio * stable_step(problem, extra_var)

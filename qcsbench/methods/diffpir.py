@@ -25,7 +25,7 @@ class DiffPIR(Method):
         self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.progress = progress
 
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
         s = problem.channel.noise_std if self.noise_std is None else self.noise_std
         if not s > 0:

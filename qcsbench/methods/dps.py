@@ -51,7 +51,7 @@ class DPS(Method):
         self.progress = progress
 
     @torch.no_grad()  # autograd only inside guidance_grad, through the one denoiser call
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         sigmas = [float(s) for s in noise_ladder(prior, **self.ladder)] + [0.0]
         x = sigmas[0] * rng.randn(*problem.shape)
         for sigma, nxt in steps(list(zip(sigmas[:-1], sigmas[1:])), "dps", self.progress):

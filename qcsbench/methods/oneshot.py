@@ -41,7 +41,7 @@ class OneShot(Method):
         self.name, self.pixel_rms = name, float(pixel_rms)
 
     @torch.no_grad()
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         y = problem.channel.dequantize(problem.measurement)
         x, sigma = matched_back_projection(problem, y, self.pixel_rms)
         out = prior.denoise(x, sigma)  # one call for the batch, each image at its own sigma*

@@ -42,7 +42,7 @@ class QCSSGM(Method):
         return DiagonalLikelihoodScore(problem)
 
     @torch.no_grad()
-    def recover(self, problem, prior, rng):
+    def _recover(self, problem, prior, rng):
         sigmas = noise_ladder(prior, **self.ladder)
         x = rng.rand(*problem.shape).to(problem.measurement.y.device)
         score = self.likelihood_score(problem)
