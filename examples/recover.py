@@ -10,7 +10,7 @@ import torch
 from qcsbench import metrics
 from qcsbench.channels import UniformQuantizer
 from qcsbench.data import embedded_mnist
-from qcsbench.methods.qcs_sgm import QCSSGM
+from qcsbench.methods.annealed_langevin import AnnealedLangevin
 from qcsbench.operators import gaussian
 from qcsbench.priors.trained import trained_prior
 from qcsbench.problem import Problem
@@ -32,7 +32,7 @@ def main(argv=None):
 
     # the prior (the score network shipped with qcsbench) and the method
     prior = trained_prior(shipped="ncsn_mnist")
-    method = QCSSGM(num_levels=args.num_levels, progress=False)
+    method = AnnealedLangevin(name="qcs_sgm", likelihood="diagonal", num_levels=args.num_levels, progress=False)
     recovery = method.recover(problem, prior, rng=torch.Generator().manual_seed(1))  # or a seed, or ImageRandom
 
     scores = metrics.evaluate(recovery.x_hat, x)

@@ -117,7 +117,8 @@ QUANTIZER = {
     "reference_clamps": boolean(), "temperature": number(0, lo_open=True),
 }
 METHOD = {
-    "name": text(), "step_lr": number(0, lo_open=True), "steps_per_level": integer(1), "gamma": number(0),
+    "name": text(), "likelihood": text(),
+    "step_lr": number(0, lo_open=True), "steps_per_level": integer(1), "gamma": number(0),
     "weighting": choice("plain", "norm_ratio", "norm_ratio_batch"), "sigma_max": SIGMA, "sigma_min": SIGMA,
     "num_levels": integer(1, null=True), "max_step_ratio": number(0, 2, lo_open=True, hi_open=True, null=True),
     "report_previous": boolean(), "final_denoise": boolean(), "progress": boolean(),
@@ -208,14 +209,17 @@ def readable_checkpoint(key: str, value) -> None:
                           "give the checkpoint file itself.")
 
 
-def accepted_keys(target: str) -> set[str] | None:
-    """The keyword arguments a component's constructor takes (None: cannot tell)."""
+def accepted_keys(target: str, node: dict) -> set[str] | None:
+    """The keyword arguments a component's constructor takes (None: cannot tell); a class whose
+    keys depend on its config (a method with a pluggable likelihood) says so by ``config_keys``."""
     from hydra.utils import get_object
 
     try:
         obj = get_object(target)
     except Exception:
         return None
+    if hasattr(obj, "config_keys"):
+        return obj.config_keys(node)
     found = set()
     for fn in ([c.__init__ for c in obj.__mro__] if inspect.isclass(obj) else [obj]):
         try:
@@ -236,7 +240,7 @@ def check_group(group: str, node, table: dict) -> None:
     if not isinstance(node, dict):
         raise ConfigError(f"{group}={shown(node)} is not a config group option: pick one with {group}=NAME.")
     target = node.get("_target_")
-    keys = accepted_keys(target) if target else None
+    keys = accepted_keys(target, node) if target else None
     table = dict(table, **BY_TARGET.get(str(target).rsplit(".", 1)[-1], {}))
     for key, value in node.items():
         full = f"{group}.{key}"

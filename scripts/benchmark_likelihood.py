@@ -20,8 +20,8 @@ import time
 import torch
 
 from qcsbench.channels import UniformQuantizer
-from qcsbench.ep import EPLikelihoodScore
-from qcsbench.likelihood_scores import DiagonalLikelihoodScore
+from qcsbench.likelihood.ep import EPLikelihoodScore
+from qcsbench.likelihood.diagonal import DiagonalLikelihoodScore
 from qcsbench.operators import ill_conditioned
 from qcsbench.priors.gmm import GaussianMixturePrior
 from qcsbench.problem import Problem

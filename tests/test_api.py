@@ -12,7 +12,7 @@ from qcsbench.channels import UniformQuantizer
 from qcsbench.errors import ConfigError
 from qcsbench.methods.diff_onebit import DiffOneBit
 from qcsbench.methods.dps import DPS
-from qcsbench.methods.qcs_sgm import QCSSGM
+from qcsbench.methods.annealed_langevin import AnnealedLangevin
 from qcsbench.operators import gaussian
 from qcsbench.priors import GaussianMixturePrior
 from qcsbench.problem import Problem
@@ -20,7 +20,7 @@ from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 
 SHAPE = (1, 3, 4)
 METHODS = {
-    "qcs_sgm": lambda: QCSSGM(num_levels=4, steps_per_level=2, progress=False),
+    "qcs_sgm": lambda: AnnealedLangevin(name="qcs_sgm", num_levels=4, steps_per_level=2, progress=False),
     "dps": lambda: DPS(num_levels=4, progress=False),
     "diff_onebit": lambda: DiffOneBit(num_levels=4, inner_steps=2, progress=False),
 }
@@ -67,7 +67,7 @@ def test_a_prior_for_other_images_stops_with_one_sentence():
     problem, _ = tiny_problem(shape=(1, 4, 4))
     with pytest.raises(ConfigError, match=r"^the prior takes images of shape \(1, 3, 4\), the problem's images have "
                                           r"shape \(1, 4, 4\): use a prior made for that image size"):
-        QCSSGM(num_levels=4).recover(problem, tiny_prior(), 0)
+        AnnealedLangevin(num_levels=4).recover(problem, tiny_prior(), 0)
 
 
 def test_images_that_do_not_fit_the_operator_stop_with_one_sentence():
@@ -79,7 +79,7 @@ def test_images_that_do_not_fit_the_operator_stop_with_one_sentence():
 def test_a_wrong_random_source_is_refused_with_one_sentence(rng, error):
     problem, _ = tiny_problem()
     with pytest.raises(error, match=r"^rng"):
-        QCSSGM(num_levels=4).recover(problem, tiny_prior(), rng)
+        AnnealedLangevin(num_levels=4).recover(problem, tiny_prior(), rng)
 
 
 def test_the_example_script_recovers_digits():

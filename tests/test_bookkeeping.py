@@ -71,7 +71,8 @@ def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
     assert version == store_module.code_version()
     (copy / "aggregate.py").write_text((copy / "aggregate.py").read_text() + "\n# a comment\n")
     assert store_module.source_fingerprint(copy) == version  # cannot change a number
-    (copy / "langevin.py").write_text((copy / "langevin.py").read_text().replace("2 * alpha", "1.9 * alpha"))
+    langevin = copy / "samplers" / "langevin.py"
+    langevin.write_text(langevin.read_text().replace("2 * alpha", "1.9 * alpha"))
     assert store_module.source_fingerprint(copy) != version
 
 
@@ -85,7 +86,7 @@ def test_a_change_to_the_mathematics_recomputes(make_cfg, tmp_path):
     shutil.copytree(ROOT / "qcsbench", copy / "qcsbench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "configs", copy / "configs")
     shutil.copy(ROOT / "run.py", copy / "run.py")
-    langevin = copy / "qcsbench" / "langevin.py"
+    langevin = copy / "qcsbench" / "samplers" / "langevin.py"
     langevin.write_text(langevin.read_text().replace("math.sqrt(2 * alpha)", "math.sqrt(1.5 * alpha)"))
     env = dict(os.environ, PYTHONPATH=str(copy))
     proc = subprocess.run([sys.executable, str(copy / "run.py"), *SMALL, f"results_dir={results}",

@@ -10,7 +10,7 @@ import torch
 
 from conftest import ROOT
 from qcsbench.calibration import Setting, evaluate, exact_samples, figures, make_instance, markdown_table
-from qcsbench.methods.qcs_sgm import QCSSGM
+from qcsbench.methods.annealed_langevin import AnnealedLangevin
 from qcsbench.runner import build
 
 SAMPLES, EXACT = 300, 3000
@@ -20,7 +20,7 @@ SAMPLES, EXACT = 300, 3000
 SETTING = Setting(n=4, m=4, bits=0, operator="ill_conditioned", kappa=1.0, noise_std=0.1)
 
 
-class SignFlipped(QCSSGM):
+class SignFlipped(AnnealedLangevin):
     """A likelihood score with the wrong sign: it pushes away from the data."""
 
     def likelihood_score(self, problem):
@@ -28,7 +28,7 @@ class SignFlipped(QCSSGM):
         return lambda x, beta: -score(x, beta)
 
 
-class MissingJacobian(QCSSGM):
+class MissingJacobian(AnnealedLangevin):
     """d/dz log p(y | z) handed back as if it were d/dx, without the chain rule's A^T (M = N here)."""
 
     def likelihood_score(self, problem):
@@ -55,7 +55,7 @@ def passes(rows) -> bool:
                for r in rows)
 
 
-def qcs_sgm(make_cfg, cls=QCSSGM):
+def qcs_sgm(make_cfg, cls=AnnealedLangevin):
     """QCS-SGM with its configs/method/qcs_sgm.yaml values, as run.py builds it."""
     cfg = make_cfg("method=qcs_sgm", "method.progress=false").method
     return build(cfg, _target_=f"{cls.__module__}.{cls.__qualname__}")

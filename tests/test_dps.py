@@ -7,8 +7,8 @@ import torch
 
 from qcsbench.channels import UniformQuantizer
 from qcsbench.data import embedded_mnist
-from qcsbench.data_term import nll, nll_grad
-from qcsbench.methods.dps import guidance_grad
+from qcsbench.likelihood.data_term import nll, nll_grad
+from qcsbench.samplers.dps import guidance_grad
 from qcsbench.operators import DenseOperator
 from qcsbench.priors.adm import adm_prior
 from qcsbench.priors.trained import trained_prior

@@ -11,8 +11,8 @@ import torch
 from conftest import TINY, run_cli
 from qcsbench.channels import GaussianNoise, UniformQuantizer
 from qcsbench.channels.interval import one_sided_moments, truncated_normal_moments
-from qcsbench.ep import EPLikelihoodScore
-from qcsbench.likelihood_scores import DiagonalLikelihoodScore
+from qcsbench.likelihood.ep import EPLikelihoodScore
+from qcsbench.likelihood.diagonal import DiagonalLikelihoodScore
 from qcsbench.operators import DenseOperator, dct, gaussian, ill_conditioned
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
@@ -212,9 +212,9 @@ def test_measurement_is_used_not_the_truth():
 
 def test_bad_ep_options_are_refused():
     from qcsbench.errors import ConfigError
-    from qcsbench.methods.qcs_sgm_plus import QCSSGMPlus
+    from qcsbench.methods.annealed_langevin import AnnealedLangevin
     with pytest.raises(ConfigError, match="ep_damping"):
-        QCSSGMPlus(ep_damping=1.5)
+        AnnealedLangevin(likelihood="ep", ep_damping=1.5)
 
 
 # --- the method, end to end -----------------------------------------------------------

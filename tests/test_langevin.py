@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from qcsbench.channels import GaussianNoise
-from qcsbench.langevin import annealed_langevin
-from qcsbench.likelihood_scores import DiagonalLikelihoodScore
+from qcsbench.samplers.langevin import annealed_langevin
+from qcsbench.likelihood.diagonal import DiagonalLikelihoodScore
 from qcsbench.operators import gaussian
 from qcsbench.priors import GaussianMixturePrior
 from qcsbench.problem import Problem
@@ -32,8 +32,8 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
 
         beta = 0.05
         rng = ImageRandom(0, range(chains), SAMPLER)
-        x, nfe = annealed_langevin(torch.zeros(chains, *SHAPE), prior, DiagonalLikelihoodScore(problem), [beta],
-                                   rng, step_lr=0.01, steps_per_level=600, progress=False)
+        x, nfe = annealed_langevin(prior, torch.zeros(chains, *SHAPE), [beta], rng,
+                                   DiagonalLikelihoodScore(problem), step_lr=0.01, steps_per_level=600, progress=False)
         assert nfe == 600
 
         # At level beta the chain targets N(mu, C + beta^2 I) times N(y; A x, sigma^2 + beta^2 ||a_m||^2):
@@ -55,7 +55,7 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
 
 def test_step_cap_only_where_the_reference_step_is_unstable():
     from qcsbench.channels import UniformQuantizer
-    from qcsbench.langevin import step_size
+    from qcsbench.samplers.langevin import step_size
     from qcsbench.operators import ill_conditioned
 
     channel = UniformQuantizer(2, noise_std=0.05)
@@ -86,7 +86,7 @@ def test_one_diverged_chain_does_not_poison_its_batch():
     """weighting=norm_ratio_batch (QCS-SGM+'s default) with one NaN chain in a batch of 8: that
     chain stays NaN, the other seven run exactly as they run without it."""
     from qcsbench.channels import UniformQuantizer
-    from qcsbench.ep import EPLikelihoodScore
+    from qcsbench.likelihood.ep import EPLikelihoodScore
 
     g = torch.Generator().manual_seed(3)
     prior = GaussianMixturePrior.from_covariances(torch.ones(1), torch.rand(1, D, generator=g),
@@ -100,7 +100,7 @@ def test_one_diverged_chain_does_not_poison_its_batch():
 
     def sample(indices):
         score = EPLikelihoodScore(Problem(op, channel, meas.select(indices)))
-        return annealed_langevin(x0[indices], prior, score, [1.0, 0.3, 0.1], ImageRandom(0, indices, SAMPLER),
+        return annealed_langevin(prior, x0[indices], [1.0, 0.3, 0.1], ImageRandom(0, indices, SAMPLER), score,
                                  step_lr=1e-3, steps_per_level=3, gamma=0.5, weighting="norm_ratio_batch",
                                  progress=False)[0]
 

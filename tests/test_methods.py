@@ -8,9 +8,9 @@ from hydra.utils import instantiate
 from conftest import TINY, run_cli
 from qcsbench import metrics
 from qcsbench.channels import LogisticChannel, Measurement, UniformQuantizer
-from qcsbench.data_term import nll, nll_grad
-from qcsbench.hqs import gaussian_prox, gradient_prox, stable_step
-from qcsbench.methods.dps import guidance_grad
+from qcsbench.likelihood.data_term import nll, nll_grad
+from qcsbench.samplers.hqs import gaussian_prox, gradient_prox, stable_step
+from qcsbench.samplers.dps import guidance_grad
 from qcsbench.methods.oneshot import OneShot
 from qcsbench.operators import DenseOperator
 from qcsbench.priors import GaussianMixturePrior

@@ -10,13 +10,11 @@ import pytest
 import torch
 
 from qcsbench.channels import UniformQuantizer
-from qcsbench.methods.ald import ALD
+from qcsbench.methods.annealed_langevin import AnnealedLangevin
 from qcsbench.methods.diff_onebit import DiffOneBit
 from qcsbench.methods.diffpir import DiffPIR
 from qcsbench.methods.dps import DPS
 from qcsbench.methods.oneshot import OneShot
-from qcsbench.methods.qcs_sgm import QCSSGM
-from qcsbench.methods.qcs_sgm_plus import QCSSGMPlus
 from qcsbench.operators import DenseOperator
 from qcsbench.priors import GaussianMixturePrior, Prior
 from qcsbench.priors.adm import adm_prior
@@ -149,8 +147,10 @@ class GradSpy(Prior):
 
 
 @pytest.mark.parametrize("method", [
-    QCSSGM(num_levels=3, steps_per_level=1, progress=False, final_denoise=True),
-    QCSSGMPlus(num_levels=3, steps_per_level=1, progress=False), ALD(num_levels=3, steps_per_level=1, progress=False),
+    AnnealedLangevin(name="qcs_sgm", num_levels=3, steps_per_level=1, progress=False, final_denoise=True),
+    AnnealedLangevin(name="qcs_sgm_plus", likelihood="ep", gamma=0.5, weighting="norm_ratio_batch", num_levels=3,
+                     steps_per_level=1, progress=False),
+    AnnealedLangevin(name="ald", likelihood="linear", step_lr=2e-5, num_levels=3, steps_per_level=1, progress=False),
     DiffOneBit(num_levels=3, progress=False), DiffPIR(num_levels=3, progress=False), OneShot(),
     DPS(num_levels=3, progress=False)], ids=lambda m: m.name)
 def test_samplers_build_no_autograd_graph_except_dps_through_its_denoiser(method):

@@ -102,13 +102,13 @@ def test_shipped_ncsn_mnist_is_small_and_denoises(shipped):
 
 def test_shipped_ncsn_mnist_samples_look_like_digits(shipped):
     """Unconditional annealed Langevin with a short ladder: samples have MNIST's ink statistics."""
-    from qcsbench.langevin import annealed_langevin
+    from qcsbench.samplers.langevin import annealed_langevin
     from qcsbench.priors.base import geometric_sigmas
     from qcsbench.randomness import SAMPLER, ImageRandom
 
     rng = ImageRandom(0, range(8), SAMPLER, torch.device("cpu"))
     x = rng.rand(1, 28, 28)
-    x, _ = annealed_langevin(x, shipped, lambda x, beta: torch.zeros_like(x), geometric_sigmas(50, 0.01, 40), rng,
+    x, _ = annealed_langevin(shipped, x, geometric_sigmas(50, 0.01, 40), rng, lambda x, beta: torch.zeros_like(x),
                              step_lr=2e-5, steps_per_level=3, progress=False)
     x = shipped.denoise(x, 0.01).clamp(0, 1)
     data = embedded_mnist("train").batch(range(1000))

@@ -38,6 +38,10 @@ class UniformQuantizer(Channel):
         self.dither = bool(dither)
         self.reference_clamps = bool(reference_clamps)
 
+    @property
+    def half_line_bins(self) -> bool:
+        return self.bits == 1
+
     def describe(self):
         return dict(super().describe(), bits=self.bits, range=self.range, dither=self.dither,
                     reference_clamps=self.reference_clamps)

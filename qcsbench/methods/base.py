@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors import Prior, geometric_sigmas
+from qcsbench.priors import Prior
+from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
 from qcsbench.randomness import as_stream
 
@@ -14,12 +15,13 @@ def check_prior_fits(problem: Problem, prior) -> None:
         raise ConfigError(f"the prior takes images of shape {tuple(shape)}, the problem's images have shape "
                           f"{tuple(problem.shape)}: use a prior made for that image size, or resize the images.")
 
+# Grouped settings whose keys are already the method config's own (describe lists them as they are).
+UNPREFIXED = ("ladder", "likelihood_knobs")
+
 
 class Method:
     """A recovery algorithm. Subclasses write ``_recover(problem, prior, stream)``; users call
     ``recover``, which accepts any random source and checks that the prior fits the images."""
-
-    name = "method"
 
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""
@@ -40,18 +42,33 @@ class Method:
             items = value.items() if isinstance(value, dict) else [(None, value)]
             for key, v in items:
                 if v is None or isinstance(v, (bool, int, float, str)):
-                    out[attr if key is None else key if attr == "ladder" else f"{attr}_{key}"] = v
+                    out[attr if key is None else key if attr in UNPREFIXED else f"{attr}_{key}"] = v
         return out
 
 
-def noise_ladder(prior: Prior, sigma_max=None, sigma_min=None, num_levels=None):
-    """The prior's own ladder unless the method config overrides part of it (then geometric)."""
-    if sigma_max is None and sigma_min is None and num_levels is None:
-        return prior.sigmas
-    sigma_max = float(prior.sigmas[0]) if sigma_max is None else sigma_max
-    sigma_min = float(prior.sigmas[-1]) if sigma_min is None else sigma_min
-    num_levels = len(prior.sigmas) if num_levels is None else num_levels
-    if not (sigma_max > sigma_min > 0 and int(num_levels) >= 1):
+class Ladder(dict):
+    """A method's noise ladder: the prior's own unless the method config sets sigma_max, sigma_min
+    or num_levels (then geometric). What needs no prior is checked here, at construction; a dict so
+    that ``describe`` lists the three keys as they are."""
+
+    def __init__(self, sigma_max=None, sigma_min=None, num_levels=None):
+        super().__init__(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        given = {k: v for k, v in self.items() if v is not None}
+        if any(not v > 0 for v in given.values()) or (num_levels is not None and int(num_levels) < 1) or (
+                None not in (sigma_max, sigma_min) and not sigma_max > sigma_min):
+            self.refuse(sigma_max, sigma_min, num_levels)
+
+    @staticmethod
+    def refuse(sigma_max, sigma_min, num_levels):
         raise ConfigError(f"method ladder sigma_max={sigma_max}, sigma_min={sigma_min}, num_levels={num_levels} "
                           "is not allowed: use sigma_max > sigma_min > 0 and num_levels >= 1.")
-    return geometric_sigmas(sigma_max, sigma_min, num_levels)
+
+    def sigmas(self, prior: Prior):
+        if all(v is None for v in self.values()):
+            return prior.sigmas
+        # the ends the prior fills in can still cross the ones the config gives
+        hi = float(prior.sigmas[0]) if self["sigma_max"] is None else self["sigma_max"]
+        lo = float(prior.sigmas[-1]) if self["sigma_min"] is None else self["sigma_min"]
+        if not hi > lo:
+            self.refuse(hi, lo, len(prior.sigmas) if self["num_levels"] is None else self["num_levels"])
+        return overridden_ladder(prior.sigmas, **self)

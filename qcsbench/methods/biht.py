@@ -18,6 +18,7 @@ from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method
 from qcsbench.operators.dct import dct_matrix
 from qcsbench.problem import Recovery
+from qcsbench.progress import steps
 
 
 def hard_threshold(theta, k):
@@ -32,14 +33,12 @@ class BIHT(Method):
     """sparsity (K), iterations, step (tau; null: 1/M; from theta_0 = 0 it only sets the scale of
     theta, which the output normalisation removes), pixel_rms (the output's scale)."""
 
-    name = "biht"
-
     def __init__(self, name="biht", sparsity=100, iterations=300, step=None, pixel_rms=0.31, progress=True):
         if int(sparsity) < 1 or int(iterations) < 1 or (step is not None and not step > 0) or not pixel_rms > 0:
             raise ConfigError(f"method.sparsity={sparsity}, iterations={iterations}, step={step}, pixel_rms={pixel_rms} "
                               "are not allowed: use positive sparsity and iterations, step > 0 or null, pixel_rms > 0.")
         self.name, self.sparsity, self.iterations = name, int(sparsity), int(iterations)
-        self.step, self.pixel_rms = step, float(pixel_rms)
+        self.step, self.pixel_rms, self.progress = step, float(pixel_rms), progress
 
     def _recover(self, problem, prior, rng):
         op = problem.operator
@@ -52,7 +51,7 @@ class BIHT(Method):
         tau = 1.0 / op.m if self.step is None else float(self.step)
         k = min(self.sparsity, op.n)
         theta = torch.zeros(y.shape[0], *op.shape, dtype=y.dtype, device=y.device)
-        for _ in range(self.iterations):
+        for _ in steps(range(self.iterations), "biht", self.progress):
             residual = signs - torch.sign(op.forward(synthesis(theta)))
             theta = hard_threshold(theta + tau / 2 * analysis(op.adjoint(residual)), k)
         x = synthesis(theta)

@@ -4,8 +4,8 @@ logistic channel), minimised by a few gradient steps at each diffusion level."""
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
-from qcsbench.hqs import gradient_prox, hqs_diffusion, stable_step
-from qcsbench.methods.base import Method, noise_ladder
+from qcsbench.samplers.hqs import gradient_prox, hqs_diffusion, stable_step
+from qcsbench.methods.base import Ladder, Method
 from qcsbench.problem import Recovery
 
 
@@ -16,8 +16,6 @@ class DiffOneBit(Method):
     zeta: fresh noise when re-noising (1 = DDPM-like, 0 = deterministic). The ladder is geometric
     from sigma_max to sigma_min (null: the prior's)."""
 
-    name = "diff_onebit"
-
     def __init__(self, name="diff_onebit", num_levels=116, inner_steps=20, step_ratio=1.0, lam=0.1, zeta=1.0,
                  surrogate_std=0.25, sigma_max=None, sigma_min=None, progress=True):
         if int(inner_steps) < 0 or not 0 < step_ratio <= 1 or not lam > 0 or not 0 <= zeta <= 1:
@@ -27,7 +25,7 @@ class DiffOneBit(Method):
             raise ConfigError(f"method.surrogate_std={surrogate_std} is not allowed: use null or a positive width.")
         self.name = name
         self.inner_steps, self.step_ratio, self.lam, self.zeta = int(inner_steps), float(step_ratio), float(lam), float(zeta)
-        self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        self.ladder = Ladder(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.surrogate_std = surrogate_std
         self.progress = progress
 
@@ -40,10 +38,10 @@ class DiffOneBit(Method):
         return max(0.0, self.surrogate_std**2 - channel.noise_std**2)
 
     def _recover(self, problem, prior, rng):
-        sigmas = noise_ladder(prior, **self.ladder)
+        sigmas = self.ladder.sigmas(prior)
         extra_var = self.extra_var(problem.channel)
         eta = self.step_ratio * stable_step(problem, extra_var)
         prox = gradient_prox(problem, self.inner_steps, eta, extra_var)
-        x, nfe, first = hqs_diffusion(prior, prox, sigmas, rng, problem.shape, self.lam, self.zeta,
-                                      progress=self.progress)
+        x = float(sigmas[0]) * rng.randn(*problem.shape)
+        x, nfe, first = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
         return Recovery(x.clamp(0, 1), nfe, dict(first_estimate=first.clamp(0, 1), step_size=eta))

@@ -4,16 +4,14 @@ measurements (the bin levels; +-1 for 1 bit), solved exactly at every level."""
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
-from qcsbench.hqs import gaussian_prox, hqs_diffusion
-from qcsbench.methods.base import Method, noise_ladder
+from qcsbench.samplers.hqs import gaussian_prox, hqs_diffusion
+from qcsbench.methods.base import Ladder, Method
 from qcsbench.problem import Recovery
 
 
 class DiffPIR(Method):
     """num_levels (= NFE), lam (rho_t = lam / sigma_t^2 on ||y - Ax||^2 / (2 s^2)), zeta, the ladder.
     noise_std: s of the Gaussian data term (null: the channel's noise_std)."""
-
-    name = "diffpir"
 
     def __init__(self, name="diffpir", num_levels=100, lam=30.0, zeta=1.0, noise_std=None, sigma_max=None,
                  sigma_min=None, progress=True):
@@ -22,14 +20,15 @@ class DiffPIR(Method):
                               "use lam > 0, 0 <= zeta <= 1 and noise_std > 0 or null.")
         self.name = name
         self.lam, self.zeta, self.noise_std = float(lam), float(zeta), noise_std
-        self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        self.ladder = Ladder(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.progress = progress
 
     def _recover(self, problem, prior, rng):
-        sigmas = noise_ladder(prior, **self.ladder)
+        sigmas = self.ladder.sigmas(prior)
         s = problem.channel.noise_std if self.noise_std is None else self.noise_std
-        if not s > 0:
+        if not s > 0:  # needs the problem's channel, so it cannot run at construction
             raise ConfigError("method.noise_std=null is not allowed for a noiseless channel: set method.noise_std > 0.")
         prox = gaussian_prox(problem.operator, problem.channel.dequantize(problem.measurement), float(s))
-        x, nfe, _ = hqs_diffusion(prior, prox, sigmas, rng, problem.shape, self.lam, self.zeta, progress=self.progress)
+        x = float(sigmas[0]) * rng.randn(*problem.shape)
+        x, nfe, _ = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
         return Recovery(x.clamp(0, 1), nfe)

@@ -1,44 +1,15 @@
 """Diffusion posterior sampling (Chung et al., ICLR 2023; docs/math.md §6) with the channel's
-likelihood, on the VE ladder.
-
-Ancestral step, the DDPM posterior q(x_{t-1} | x_t, x0) written for VE noise with x0 = D(x_t, sigma_t):
-    mean = x0 + (sigma_{t-1}^2 / sigma_t^2)(x_t - x0),   var = sigma_{t-1}^2 (1 - sigma_{t-1}^2 / sigma_t^2)
-then the guidance  x_{t-1} -= zeta grad_{x_t} G(x_t),  with G = L(A D(x_t)) (``guidance: nll``) or
-G = sqrt(L(A D(x_t))) (``sqrt_nll``: for a Gaussian channel this is DPS's own step
-zeta' grad ||y - A x0||, since L = ||y - A x0||^2 / (2 s^2)). The gradient goes through the
-denoiser by autograd; the final step goes to sigma = 0 and returns x0 minus the guidance.
-"""
+likelihood, on the VE ladder; the loop is qcsbench.samplers.dps."""
 from __future__ import annotations
 
-import torch
-
-from qcsbench.data_term import nll, nll_surrogate
 from qcsbench.errors import ConfigError
-from qcsbench.methods.base import Method, noise_ladder
+from qcsbench.methods.base import Method, Ladder
 from qcsbench.problem import Recovery
-from qcsbench.progress import steps
-
-GUIDANCES = ("nll", "sqrt_nll")
-
-
-def guidance_grad(problem, prior, x, sigma, guidance="sqrt_nll"):
-    """(grad_x G(x) per image, D(x, sigma)): one denoiser call, one backward pass."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        x0 = prior.denoise(x, sigma)
-        z = problem.operator.forward(x0)
-        surrogate = nll_surrogate(problem, z)
-        (grad,) = torch.autograd.grad(surrogate, x)
-    if guidance == "sqrt_nll":  # d sqrt(L) = dL / (2 sqrt(L)), per image
-        value = nll(problem, x0.detach()).clamp_min(1e-12)
-        grad = grad / (2 * value.sqrt()).view(-1, *[1] * (grad.dim() - 1))
-    return grad, x0.detach()
+from qcsbench.samplers.dps import GUIDANCES, dps
 
 
 class DPS(Method):
     """num_levels (= NFE, each with one backward pass through the denoiser), zeta, guidance, the ladder."""
-
-    name = "dps"
 
     def __init__(self, name="dps", num_levels=200, zeta=0.1, guidance="sqrt_nll", sigma_max=None, sigma_min=None,
                  progress=True):
@@ -47,15 +18,11 @@ class DPS(Method):
         if not zeta >= 0:
             raise ConfigError(f"method.zeta={zeta} is not allowed: use zeta >= 0.")
         self.name, self.zeta, self.guidance = name, float(zeta), guidance
-        self.ladder = dict(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
+        self.ladder = Ladder(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.progress = progress
 
-    @torch.no_grad()  # autograd only inside guidance_grad, through the one denoiser call
     def _recover(self, problem, prior, rng):
-        sigmas = [float(s) for s in noise_ladder(prior, **self.ladder)] + [0.0]
-        x = sigmas[0] * rng.randn(*problem.shape)
-        for sigma, nxt in steps(list(zip(sigmas[:-1], sigmas[1:])), "dps", self.progress):
-            grad, x0 = guidance_grad(problem, prior, x, sigma, self.guidance)
-            ratio = (nxt / sigma) ** 2
-            x = x0 + ratio * (x - x0) + nxt * (1 - ratio) ** 0.5 * rng.randn(*problem.shape) - self.zeta * grad
-        return Recovery(x.clamp(0, 1), len(sigmas) - 1)
+        sigmas = self.ladder.sigmas(prior)
+        x = float(sigmas[0]) * rng.randn(*problem.shape)
+        x, nfe = dps(prior, x, sigmas, rng, problem, self.zeta, self.guidance, self.progress)
+        return Recovery(x.clamp(0, 1), nfe)

@@ -17,6 +17,7 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method
 from qcsbench.problem import Recovery
+from qcsbench.progress import steps
 
 
 def matched_back_projection(problem, y, pixel_rms):
@@ -33,16 +34,15 @@ def matched_back_projection(problem, y, pixel_rms):
 class OneShot(Method):
     """pixel_rms: the root-mean-square pixel value of a typical image (MNIST train 0.31)."""
 
-    name = "oneshot"
-
     def __init__(self, name="oneshot", pixel_rms=0.31, progress=True):
         if not pixel_rms > 0:
             raise ConfigError(f"method.pixel_rms={pixel_rms} is not allowed: use pixel_rms > 0.")
-        self.name, self.pixel_rms = name, float(pixel_rms)
+        self.name, self.pixel_rms, self.progress = name, float(pixel_rms), progress
 
     @torch.no_grad()
     def _recover(self, problem, prior, rng):
         y = problem.channel.dequantize(problem.measurement)
         x, sigma = matched_back_projection(problem, y, self.pixel_rms)
-        out = prior.denoise(x, sigma)  # one call for the batch, each image at its own sigma*
+        for _ in steps(range(1), "oneshot", self.progress):  # the one denoiser call, reported like a sampler's
+            out = prior.denoise(x, sigma)  # one call for the batch, each image at its own sigma*
         return Recovery(out.clamp(0, 1), 1, dict(sigma=sigma))

@@ -21,6 +21,16 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> tor
     return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), int(num_levels), dtype=torch.float64))
 
 
+def overridden_ladder(own: torch.Tensor, sigma_max=None, sigma_min=None, num_levels=None) -> torch.Tensor:
+    """A model's own descending ladder unless a config sets any of sigma_max, sigma_min, num_levels;
+    then the geometric ladder between the given ends, each one not given taken from ``own``."""
+    if sigma_max is None and sigma_min is None and num_levels is None:
+        return own
+    hi = float(own[0]) if sigma_max is None else float(sigma_max)
+    lo = float(own[-1]) if sigma_min is None else float(sigma_min)
+    return geometric_sigmas(hi, lo, len(own) if num_levels is None else int(num_levels))
+
+
 def per_image_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     """``sigma`` as a float64 tensor of shape (B,) on x's device: a float (or a 0-d tensor) is
     repeated for every image of the batch x."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
+from qcsbench.priors.base import broadcast_sigma, overridden_ladder
 from qcsbench.priors.network import NetworkPrior
 
 
@@ -34,11 +34,8 @@ def vp_sigmas(alphas_cumprod) -> torch.Tensor:
 
 def ladder_for(train_sigmas01: torch.Tensor, sigma_max=None, sigma_min=None, num_levels=None) -> torch.Tensor:
     """The model's own trained levels (descending) by default, else geometric between the ends."""
-    if num_levels is None and sigma_max is None and sigma_min is None:
-        return train_sigmas01.flip(0).clone()
-    hi = float(sigma_max if sigma_max is not None else train_sigmas01.max())
-    lo = float(sigma_min if sigma_min is not None else train_sigmas01.min())
-    return geometric_sigmas(hi, lo, int(num_levels or len(train_sigmas01)))
+    own = train_sigmas01.flip(0).clone()  # trained ascending in t
+    return overridden_ladder(own, sigma_max, sigma_min, num_levels or None)
 
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction")

@@ -1,8 +1,5 @@
-"""Approximations of the likelihood score grad_x log p(y | x_t) at noise level beta_t.
-
-Each is a callable ``score(x, beta) -> (B, C, H, W)`` built from a Problem; the
-annealed Langevin sampler takes any of them (QCS-SGM: diagonal, QCS-SGM+: EP).
-"""
+"""QCS-SGM's likelihood score: the diagonal (pseudo-likelihood) approximation of
+grad_x log p(y | x_t) at noise level beta_t."""
 from __future__ import annotations
 
 from qcsbench.problem import Problem
@@ -32,3 +29,12 @@ class DiagonalLikelihoodScore:
         z = self.operator.forward(x)
         g = self.channel.grad(self.measurement, z, extra_var=beta**2 * self.row_norms_sq)
         return self.operator.adjoint(g)
+
+
+def knobs() -> dict:
+    """No settings of its own."""
+    return {}
+
+
+def build(problem: Problem) -> DiagonalLikelihoodScore:
+    return DiagonalLikelihoodScore(problem)

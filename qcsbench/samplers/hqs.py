@@ -20,16 +20,16 @@ import math
 
 import torch
 
-from qcsbench.data_term import nll_grad
+from qcsbench.likelihood.data_term import nll_grad
 from qcsbench.errors import ConfigError
 from qcsbench.progress import steps
 
 
 @torch.no_grad()
-def hqs_diffusion(prior, data_prox, sigmas, rng, shape, lam, zeta=1.0, progress=True):
-    """Run the loop from pure noise x_T = sigma_1 * eps; returns (x0, nfe, first_x0_hat)."""
+def hqs_diffusion(prior, x, sigmas, rng, data_prox, lam, zeta=1.0, progress=True):
+    """Run the loop from x = x_T (pure noise sigma_1 * eps); returns (x0, nfe, first_x0_hat)."""
     sigmas = [float(s) for s in sigmas]
-    x = sigmas[0] * rng.randn(*shape)
+    shape = x.shape[1:]
     first = None
     for i, sigma in enumerate(steps(sigmas, "hqs", progress)):
         x0_hat = prior.denoise(x, sigma)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
 
 # The reference code's floor on lam_G (it keeps the G side a proper Gaussian when the
@@ -33,7 +34,7 @@ ROUNDING_ULPS = 256
 
 
 class EPLikelihoodScore:
-    """``score(x, beta) -> A^T g`` like :class:`~qcsbench.likelihood_scores.DiagonalLikelihoodScore`.
+    """``score(x, beta) -> A^T g`` like :class:`~qcsbench.likelihood.diagonal.DiagonalLikelihoodScore`.
 
     max_iter: cap on the EP sweeps; None takes 200, or the reference's 5 in reference mode.
     damping: weight of the previous value from the second sweep on (the reference's 0.02).
@@ -64,7 +65,7 @@ class EPLikelihoodScore:
         self.channel = problem.channel.gaussian_form()
         self.measurement = problem.measurement
         self.reference = bool(getattr(self.channel, "reference_clamps", False))
-        one_bit = getattr(self.channel, "bits", None) == 1  # bits is absent without quantization
+        one_bit = self.channel.half_line_bins
         self.stale_edges = self.reference and not one_bit
         if max_iter is None:
             max_iter = REFERENCE_SWEEPS if self.reference else MAX_SWEEPS
@@ -81,7 +82,7 @@ class EPLikelihoodScore:
         of the Gaussian pseudo-likelihood EP approximates (see DiagonalLikelihoodScore)."""
         return float((self.d / (beta**2 * self.d + self.channel.noise_std**2)).max())
 
-    def sweep_counts(self) -> dict:
+    def stats(self) -> dict:
         """Per image: the mean and the largest number of EP sweeps over the calls so far."""
         if not self._calls:
             return {}
@@ -166,3 +167,18 @@ class EPLikelihoodScore:
             z, extra_var = (b + h_f / lam_f).double(), (1.0 / lam_f).double() - noise_var
             g = self.channel.grad(self.measurement, z, extra_var=extra_var).to(b.dtype)
         return self.operator.adjoint(g)
+
+
+def knobs(ep_max_iter=None, ep_damping=0.02, ep_tolerance=None) -> dict:
+    """The method config's EP settings, checked before any compute (``method.ep_*``)."""
+    if ((ep_max_iter is not None and int(ep_max_iter) < 1) or not 0 <= ep_damping < 1
+            or (ep_tolerance is not None and not ep_tolerance >= 0)):
+        raise ConfigError(f"method.ep_max_iter={ep_max_iter}, method.ep_damping={ep_damping}, "
+                          f"method.ep_tolerance={ep_tolerance} are not allowed: use ep_max_iter >= 1 (or null), "
+                          "0 <= ep_damping < 1 and ep_tolerance >= 0 (or null for the reference's value).")
+    return dict(ep_max_iter=None if ep_max_iter is None else int(ep_max_iter), ep_damping=float(ep_damping),
+                ep_tolerance=ep_tolerance)
+
+
+def build(problem: Problem, ep_max_iter=None, ep_damping=0.02, ep_tolerance=None) -> EPLikelihoodScore:
+    return EPLikelihoodScore(problem, max_iter=ep_max_iter, damping=ep_damping, tolerance=ep_tolerance)

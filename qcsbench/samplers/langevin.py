@@ -3,7 +3,8 @@
     alpha_t = eps * beta_t^2 / beta_L^2
     x <- x + alpha_t [ s(x, beta_t) + w * L(x, beta_t) ] + sqrt(2 alpha_t) zeta
 
-One loop serves every method that plugs in a likelihood score L (diagonal, EP, linear).
+One loop serves every likelihood score L of qcsbench.likelihood (diagonal, EP, linear). Like every
+sampler in qcsbench.samplers it is called ``(prior, x, sigmas, rng, ...)``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_
 
 
 @torch.no_grad()
-def annealed_langevin(x, prior, likelihood_score, sigmas, rng, step_lr=2e-4, steps_per_level=5, gamma=1.0,
+def annealed_langevin(prior, x, sigmas, rng, likelihood_score, step_lr=2e-4, steps_per_level=5, gamma=1.0,
                       weighting="plain", report_previous=False, progress=True, max_step_ratio=None):
     """Run the sampler from x; returns (x, nfe). ``report_previous`` returns the state
     before the last update, as the reference code does; ``max_step_ratio`` caps the step

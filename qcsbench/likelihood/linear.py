@@ -1,0 +1,40 @@
+"""The linear-CS likelihood score of annealed Langevin for compressed sensing (Jalal et al.,
+NeurIPS 2021), fed with the dequantized measurements, i.e. what one gets by ignoring quantization:
+
+    A^T (y - A x) / (sigma^2 + beta_t^2),   y the bin levels, sigma the linear model's noise
+
+(ALD's method config: ``likelihood: linear``)."""
+from __future__ import annotations
+
+from qcsbench.channels import GaussianNoise, Measurement
+from qcsbench.errors import ConfigError
+from qcsbench.problem import Problem
+
+
+class LinearLikelihoodScore:
+    """``score(x, beta) -> A^T g`` with the Gaussian channel's own gradient on the bin levels."""
+
+    def __init__(self, problem: Problem, noise_std: float):
+        self.operator = problem.operator
+        y = problem.channel.dequantize(problem.measurement)
+        self.measurement = Measurement(y, y, y)
+        self.channel = GaussianNoise(noise_std)
+
+    def curvature_bound(self, beta) -> float:
+        return self.operator.gram_max_eig() / (self.channel.noise_std**2 + beta**2)
+
+    def __call__(self, x, beta):
+        g = self.channel.grad(self.measurement, self.operator.forward(x), extra_var=beta**2)
+        return self.operator.adjoint(g)
+
+
+def knobs(noise_std=None) -> dict:
+    """noise_std: sigma of the linear model (null: the channel's), ``method.noise_std``."""
+    if noise_std is not None and not noise_std >= 0:
+        raise ConfigError(f"method.noise_std={noise_std} is not allowed: use noise_std >= 0 or null.")
+    return dict(noise_std=noise_std)
+
+
+def build(problem: Problem, noise_std=None) -> LinearLikelihoodScore:
+    s = problem.channel.noise_std if noise_std is None else noise_std
+    return LinearLikelihoodScore(problem, float(s))
