@@ -46,6 +46,8 @@ def build_prior(cfg, test_set, device):
 
 @dataclass
 class Setup:
+    """One experiment's parts, built from its config ``cfg`` by ``build``."""
+
     cfg: object
     device: torch.device
     test_set: object
@@ -79,15 +81,15 @@ class Setup:
                     method=self.method.describe(), prior=prior)
 
 
-def build(cfg, **method_overrides) -> Setup:
+def build(cfg) -> Setup:
     """Build the cheap parts of the experiment ``cfg`` (a composed config); the prior waits for
-    ``Setup.prior``. ``method_overrides`` replace method settings (the scripts shorten ladders)."""
+    ``Setup.prior``."""
     test_set = instantiate(cfg.dataset, split="test")
     if cfg.num_images > len(test_set):
         raise ConfigError(f"num_images={cfg.num_images} is more than dataset {test_set.name} holds: "
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
-    channel, method = instantiate(cfg.quantizer), instantiate(cfg.method, **method_overrides)
+    channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
                  channel=channel, method=method)
