@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from qcsbench import metrics, tracking
+from qcsbench import files, metrics
 
 DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir", "optimized_metric"}
 SEEDS = ("seed", "operator.seed")
@@ -100,8 +100,9 @@ def load_config(job: Path) -> dict:
     """The run's resolved config; Hydra's copy (resolved here) when the run stopped before writing its own."""
     if (job / "config.yaml").is_file():
         return yaml.safe_load((job / "config.yaml").read_text()) or {}
-    import qcsbench  # noqa: F401  (registers the resolvers the configs use)
+    from qcsbench import resolvers
 
+    resolvers.register()  # the resolvers Hydra's copy still names
     config = OmegaConf.load(job / ".hydra" / "config.yaml")
     try:
         return OmegaConf.to_container(config, resolve=True)
@@ -369,7 +370,7 @@ def plot(summary: pd.DataFrame, x: str, name: str, path: Path, keys=None, xlabel
     paths = []
     for fmt in ("png", "pdf"):
         target = path.with_suffix(f".{fmt}")
-        paths.append(tracking.atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=130)))
+        paths.append(files.atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=130)))
     plt.close(fig)
     return paths
 
@@ -399,11 +400,11 @@ def write_outputs(frame: pd.DataFrame, out) -> dict:
         raise SystemExit("no runs to aggregate")
     out = Path(out)
     summary = average_seeds(frame)
-    tracking.write_text(out / "runs.csv", frame.to_csv(index=False))
-    tracking.write_text(out / "summary.csv", summary.to_csv(index=False))
+    files.write_text(out / "runs.csv", frame.to_csv(index=False))
+    files.write_text(out / "summary.csv", summary.to_csv(index=False))
     table = markdown(summary)
-    tracking.write_text(out / "table.md", table)
-    tracking.write_text(out / "table.tex", latex(summary))
+    files.write_text(out / "table.md", table)
+    files.write_text(out / "table.tex", latex(summary))
     return dict(runs=frame, summary=summary, table=table, plots=plots(summary, out), out=out)
 
 

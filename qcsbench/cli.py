@@ -16,7 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
+from qcsbench import resolvers
 from qcsbench.errors import ConfigError
+
+resolvers.register()  # before Hydra composes the config the command line names
 
 
 class JobConfigError(CompactHydraException):

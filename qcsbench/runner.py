@@ -14,32 +14,16 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qcsbench import metrics, progress, tracking
-from qcsbench.errors import ConfigError
-from qcsbench.problem import Problem, summarize_stats
-from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
+from qcsbench import files, metrics, progress, tracking
+from qcsbench.problem import summarize_stats
+from qcsbench.randomness import SAMPLER, ImageRandom
+from qcsbench.setup import Setup, build, instantiate
 from qcsbench.store import ResultStore, batch_coupled, batches_to_run, result_key
-from qcsbench.validate import check_config, resolve_device  # noqa: F401  (resolve_device: scripts import it here)
+from qcsbench.validate import check_config
 
 log = logging.getLogger(__name__)
-
-
-def build(node, **kwargs):
-    """hydra.utils.instantiate, but a ConfigError raised by the target reaches the user
-    as itself (Hydra wraps every exception in an InstantiationException)."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
 
 
 def run_dir_of(cfg) -> Path:
@@ -95,13 +79,12 @@ def summarize(records: list[dict], computed: set, cfg, described: dict) -> dict:
     return out
 
 
-def recover_batch(indices, test_set, operator, channel, method, prior, cfg, device) -> list[dict]:
+def recover_batch(setup: Setup, indices) -> list[dict]:
     """Measure and recover one batch; one record per image (metrics row, recovery, A^T y, cost)."""
-    x = test_set.batch(indices).to(device)
-    measurement = channel.measure(operator.forward(x), ImageRandom(cfg.seed, indices, MEASUREMENT, device))
-    problem = Problem(operator, channel, measurement)
+    problem, x = setup.problem(indices)
+    device = setup.device
     tic = time.perf_counter()
-    result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
+    result = setup.method.recover(problem, setup.prior, ImageRandom(setup.cfg.seed, indices, SAMPLER, device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - tic) / len(indices)
@@ -127,30 +110,13 @@ def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -
     truth = test_set.batch([r["index"] for r in records])
     recon = torch.stack([r["recon"] for r in records])
     back = torch.stack([r["back_projection"] for r in records])
-    tracking.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
-    tracking.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
+    files.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
+    files.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
                                                      indices=torch.tensor([r["index"] for r in records])))
     diverged = [i for i, r in enumerate(records) if r["row"]["status"] == "diverged"]
     grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon], diverged=diverged)
-    tracking.write_json(run_dir / "metrics.json", summary)
+    files.write_json(run_dir / "metrics.json", summary)
     return grid
-
-
-def build_prior(cfg, test_set, device):
-    """The prior, checked against the data and moved to the device (the expensive step of a setup)."""
-    prior = build(cfg.prior)
-    if tuple(prior.shape) != tuple(test_set.shape):
-        raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
-                          f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
-    return prior.to(device, torch.float32)
-
-
-def describe_components(test_set, channel, operator, method, prior, cfg) -> dict:
-    """The settings reported everywhere (metrics.json, W&B), as the built objects hold them.
-    A prior that was not needed (every image resumed) is named by its config."""
-    return dict(dataset=dict(name=test_set.name, shape=list(test_set.shape)), operator=operator.describe(),
-                quantizer=channel.describe(), method=method.describe(),
-                prior=prior.describe() if prior is not None else dict(name=cfg.prior.get("name", "prior")))
 
 
 def warn_other_versions(store: ResultStore) -> None:
@@ -174,41 +140,30 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     config = check_config(cfg)  # every knob, before any data is read or any prior built
     run_dir = run_dir_of(cfg)
-    device = resolve_device(cfg.device)
-    num_images, batch_size = cfg.num_images, cfg.batch_size
-    test_set = build(cfg.dataset, split="test")
-    if num_images > len(test_set):
-        raise ConfigError(f"num_images={num_images} is more than dataset {test_set.name} holds: use 1 to {len(test_set)}.")
-    test_set.check(range(num_images))  # a corrupt image file stops the run now, not when its batch comes up
-    channel = build(cfg.quantizer)
-    method = build(cfg.method)
-    logger = build(cfg.logger)
-    operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    setup = build(cfg)
+    logger = instantiate(cfg.logger)
     store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(config))
     with store.locked() if cfg.resume else contextlib.nullcontext():
-        return recover_all(cfg, config, run_dir, store, test_set, channel, operator, method, logger, device,
-                           num_images, batch_size, started)
+        return recover_all(setup, config, run_dir, store, logger, started)
 
 
-def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method, logger, device, num_images,
-                batch_size, started) -> dict:
+def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     """Everything after the set-up: resume from the store, build the prior if any image is
     missing, recover, write the run folder and log."""
+    cfg, method = setup.cfg, setup.method
+    num_images = cfg.num_images
     records = store.load(range(num_images)) if cfg.resume else {}
-    batches = batches_to_run(num_images, batch_size, records, batch_coupled(store.key))
+    batches = batches_to_run(num_images, cfg.batch_size, records, batch_coupled(store.key))
     todo = [i for b in batches for i in b]
     if cfg.resume and todo:
         warn_other_versions(store)
-    prior = None
     if todo:  # a run whose every image is already in the store needs no prior at all
-        prior = build_prior(cfg, test_set, device)
-    described = describe_components(test_set, channel, operator, method, prior, cfg)
-    if todo:
-        operator = operator.to(device, torch.float32)
+        setup.prior  # noqa: B018  (built now, so that the settings reported name the prior built)
+    described = setup.describe()
     if records:
         log.info("%d of %d images are already finished in %s; recovering %d",
                  num_images - len(todo), num_images, store.dir, len(todo))
-    tracking.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    files.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     logger.start(dict(config, described=described, result_id=store.id), run_dir,
                  run_id=tracking.wandb_run_id(run_dir, store.id), **job_identity(cfg, described))
@@ -217,7 +172,7 @@ def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method
         images = progress.Progress(len(todo), f"{method.name}, all images", unit="images", every=0, bar=False)
         for batch in batches:
             with progress.labelled(f"{method.name} images {batch[0]}-{batch[-1]}"):
-                for record in recover_batch(batch, test_set, operator, channel, method, prior, cfg, device):
+                for record in recover_batch(setup, batch):
                     records[record["index"]] = record
                     if cfg.resume:
                         save_to_store(store, record)
@@ -230,7 +185,7 @@ def recover_all(cfg, config, run_dir, store, test_set, channel, operator, method
         if summary["num_diverged"]:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)
-        grid = write_results(run_dir, ordered, summary, test_set)
+        grid = write_results(run_dir, ordered, summary, setup.test_set)
         logger.log_results(summary, [r["row"] for r in ordered], grid)
         exit_code = 0
         log.info("psnr %.2f dB, ssim %.3f over %d images; results in %s", summary["psnr_mean"] or float("nan"),

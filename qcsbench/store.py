@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import qcsbench
-from qcsbench import tracking
+from qcsbench import files
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results
            "optimized_metric"}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
 # or reject configurations. Editing them keeps the stored results valid.
-NOT_NUMERIC = {"aggregate.py", "tracking.py", "validate.py", "errors.py", "store.py", "progress.py", "cli.py",
+NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "resolvers.py", "validate.py", "errors.py", "store.py", "progress.py", "cli.py",
                "calibration.py", "exact_posterior.py"}
 
 
@@ -135,8 +135,8 @@ class ResultStore:
 
     def save(self, record: dict) -> None:
         if not (self.dir / "key.json").is_file():
-            tracking.write_json(self.dir / "key.json", self.key)
-        tracking.save_tensors(self.dir / "images" / f"{record['index']:06d}.pt", record)
+            files.write_json(self.dir / "key.json", self.key)
+        files.save_tensors(self.dir / "images" / f"{record['index']:06d}.pt", record)
 
     @contextlib.contextmanager
     def locked(self):

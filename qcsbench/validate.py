@@ -244,10 +244,10 @@ def check_group(group: str, node, table: dict) -> None:
     table = dict(table, **BY_TARGET.get(str(target).rsplit(".", 1)[-1], {}))
     for key, value in node.items():
         full = f"{group}.{key}"
-        if key.startswith("_") or (group == "prior" and key in ("dataset", "cache_dir")):
+        if key.startswith("_") or (group == "prior" and key in ("train", "cache_dir")):
             continue
         if keys is not None and key not in keys:
-            settable = sorted(k for k in keys if k not in ("self", "shape", "m", "split"))
+            settable = sorted(k for k in keys if k not in ("self", "shape", "m", "split", "train"))
             allowed = f"use one of {', '.join(settable)}" if settable else "it takes no settings"
             raise ConfigError(f"{full} is not a setting of {group}={option_name(group, node)}: {allowed}.")
         if key in table:

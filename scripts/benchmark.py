@@ -20,9 +20,9 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qcsbench.problem import Problem  # noqa: E402
-from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom  # noqa: E402
-from qcsbench.runner import build, build_prior, resolve_device  # noqa: E402
+from qcsbench import resolvers  # noqa: E402
+from qcsbench.randomness import SAMPLER, ImageRandom  # noqa: E402
+from qcsbench.setup import build, method_names  # noqa: E402
 
 
 class TimedPrior:
@@ -54,7 +54,7 @@ class TimedPrior:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    all_methods = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml"))
+    all_methods = method_names(ROOT / "configs")
     parser.add_argument("--methods", default=",".join(all_methods), help="comma-separated method configs")
     parser.add_argument("--images", type=int, default=8, help="batch size (images recovered together)")
     parser.add_argument("--levels", type=int, default=40, help="noise levels for Langevin methods (num_levels)")
@@ -64,6 +64,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    resolvers.register()
     rows = []
     for name in args.methods.split(","):
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -73,16 +74,12 @@ def main():
                 cfg = compose("config", overrides=overrides + [f"method.num_levels={args.levels}"])
         if "progress" in cfg.method:
             cfg.method.progress = False
-        device = resolve_device(cfg.device)
-        test_set = build(cfg.dataset, split="test")
-        channel, method = build(cfg.quantizer), build(cfg.method)
-        operator = build(cfg.operator, shape=list(test_set.shape), m=cfg.m).to(device, torch.float32)
-        prior = TimedPrior(build_prior(cfg, test_set, device), device)
+        setup = build(cfg)
+        device, method = setup.device, setup.method
+        prior = TimedPrior(setup.prior, device)
         indices = list(range(args.images))
-        x = test_set.batch(indices).to(device)
-        problem = Problem(operator, channel, channel.measure(operator.forward(x), ImageRandom(cfg.seed, indices,
-                                                                                                MEASUREMENT, device)))
-        operator.gram_eig()  # EP and DiffPIR use it: a one-off cost per operator, cached, not part of a step
+        problem, _ = setup.problem(indices)
+        problem.operator.gram_eig()  # EP and DiffPIR use it: a one-off cost per operator, cached, not part of a step
         tic = time.perf_counter()
         result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
         if device.type == "cuda":

@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qcsbench import calibration  # noqa: E402
-from qcsbench.runner import build  # noqa: E402
+from qcsbench import calibration, resolvers  # noqa: E402
+from qcsbench.setup import instantiate, method_names  # noqa: E402
 
-METHODS = ["qcs_sgm", "qcs_sgm_plus", "ald", "diff_onebit", "dps", "diffpir", "oneshot", "biht"]
+METHODS = method_names(ROOT / "configs")
 POINT_ESTIMATES = {"oneshot", "biht"}
 
 
@@ -65,6 +65,7 @@ def main():
     print(f"Mean error / spread of a perfect sampler with {args.samples} draws: about "
           f"{(1 / args.samples + 1 / args.exact) ** 0.5:.3f}; the exact sampler's own z² and coverage are in "
           f"parentheses.\n")
+    resolvers.register()
     overall = []  # every method's rows, labelled by method, for the closing summary
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for name in args.methods:
@@ -73,7 +74,7 @@ def main():
             rows = []
             for inst, draws in zip(instances, exact):
                 scale = dict(pixel_rms=calibration.pixel_rms(inst.prior)) if "pixel_rms" in cfg else {}
-                rows += calibration.evaluate(build(cfg, **scale), [inst], [draws], args.samples, args.seed)
+                rows += calibration.evaluate(instantiate(cfg, **scale), [inst], [draws], args.samples, args.seed)
             kind = "point estimate, against the MMSE" if name in POINT_ESTIMATES else f"{args.samples} samples"
             print(f"### {name} ({kind}; {time.perf_counter() - tic:.0f} s)\n")
             print(calibration.markdown_table(rows) + "\n", flush=True)

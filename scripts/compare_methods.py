@@ -1,6 +1,6 @@
 """Run several methods on the same experiment through run.py and print one Markdown table.
 
-    python scripts/compare_methods.py --m 200 400 -- num_images=16       # every method
+    python scripts/compare_methods.py --m 200 400 -- num_images=16       # every method in configs/method/
     python scripts/compare_methods.py --methods qcs_sgm diff_onebit --m 200 -- num_images=16
 Every run shares prior, A (operator.seed) and y (seed), so only the method differs. Results go to
 outputs/compare/<method>_m<M>/; a run whose metrics.json exists is read, not repeated (--force redoes it).
@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
+sys.path.insert(0, str(ROOT))
+
+from qcsbench.setup import method_names  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--methods", nargs="+", default=method_names(ROOT / "configs"))
     parser.add_argument("--m", nargs="+", type=int, default=[200, 400])
     parser.add_argument("--out", default=str(ROOT / "outputs" / "compare"))
     parser.add_argument("--force", action="store_true")

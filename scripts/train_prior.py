@@ -24,9 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
-from qcsbench.priors.trained import FORMAT  # noqa: E402
-from qcsbench.tracking import save_tensors  # noqa: E402
-from qcsbench.runner import resolve_device  # noqa: E402
+from qcsbench.priors import trained_file  # noqa: E402
+from qcsbench.validate import resolve_device  # noqa: E402
 
 log = logging.getLogger("train_prior")
 
@@ -50,13 +49,12 @@ def eval_loss(net, data, cfg, device, count=256):
     return float(dsm_loss(net, data[:count].to(device), cfg.sigma_min, cfg.sigma_max, g).mean())
 
 
-def payload(net, ema, cfg, shape, step, loss, full, opt=None):
-    out = dict(format=FORMAT, config=net.config, shape=list(shape), ema=ema.state_dict(),
-               sigma_max=float(cfg.sigma_max), sigma_min=float(cfg.sigma_min), num_levels=int(cfg.num_levels),
-               step=step, loss=loss, train_config=OmegaConf.to_container(cfg, resolve=True))
-    if full:
-        out.update(model=net.state_dict(), optimizer=opt.state_dict())
-    return out
+def save(path, net, ema, cfg, shape, step, loss, opt=None):
+    """The trained prior; with ``opt``, the checkpoint training resumes from."""
+    full = dict(model=net.state_dict(), optimizer=opt.state_dict()) if opt is not None else {}
+    trained_file.write(path, config=net.config, shape=shape, ema=ema.state_dict(), sigma_max=cfg.sigma_max,
+                       sigma_min=cfg.sigma_min, num_levels=cfg.num_levels, step=step, loss=loss,
+                       train_config=OmegaConf.to_container(cfg, resolve=True), **full)
 
 
 @hydra.main(config_path="../configs", config_name="train_prior", version_base="1.3")
@@ -75,7 +73,7 @@ def main(cfg: DictConfig) -> None:
     step, running = 0, None
     ckpt = out_dir / "checkpoint.pt"
     if cfg.resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = trained_file.read(ckpt, "checkpoint")
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -86,9 +84,9 @@ def main(cfg: DictConfig) -> None:
     g = torch.Generator(device=device).manual_seed(cfg.seed + step)
     started = time.time()
 
-    def save():
-        save_tensors(ckpt, payload(net, ema, cfg, train.shape, step, running, True, opt))
-        save_tensors(out_dir / "prior.pt", payload(net, ema, cfg, train.shape, step, running, False))
+    def save_both():
+        save(ckpt, net, ema, cfg, train.shape, step, running, opt)
+        save(out_dir / "prior.pt", net, ema, cfg, train.shape, step, running)
 
     while step < cfg.max_steps:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 7919 + step))
@@ -110,10 +108,10 @@ def main(cfg: DictConfig) -> None:
         if step % cfg.log_every == 0:
             log.info("step %d  loss %.4f (running)  %.1f min", step, running, minutes)
         if step % cfg.save_every == 0:
-            save()
+            save_both()
         if cfg.max_minutes is not None and minutes >= cfg.max_minutes:
             break
-    save()
+    save_both()
     log.info("done: step %d, running loss %.4f, eval loss (EMA, fixed noise) %.4f, %.1f min; wrote %s",
              step, running, eval_loss(ema, data, cfg, device), (time.time() - started) / 60, out_dir / "prior.pt")
 

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -7,10 +8,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import qcsbench  # noqa: F401  (registers the config resolvers, as run.py does)
+from qcsbench import resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+resolvers.register()  # as the command line does before it composes a config
 
 # A small mixture fitted on 1,000 digits keeps every end-to-end test fast; the sampler
 # ladder is shortened, the rest is the default experiment.
@@ -44,6 +46,19 @@ def run_cli(*args, cwd=ROOT, env=None, timeout=600):
     full_env.update(env or {})
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# A short ladder below sigma = 1 keeps random-weight networks finite; the rest is the default experiment.
+SHORT = ["num_images=2", "batch_size=2", "m=100", "method.num_levels=8", "method.steps_per_level=1",
+         "method.sigma_max=1.0", "method.progress=false", "logger=none"]
+THREADS = {"OMP_NUM_THREADS": "2"}
+
+
+def run_and_read(tmp_path, *args):
+    out = tmp_path / "run"
+    proc = run_cli(*args, f"hydra.run.dir={out}", env=THREADS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text()), (out / "config.yaml").read_text(), out
 
 
 @pytest.fixture(autouse=True)

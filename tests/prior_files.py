@@ -9,7 +9,7 @@ from qcsbench.priors.adm import ADMUNet
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.priors.ncsnv2 import NCSNv2
 from qcsbench.priors.score_unet import ScoreUNet
-from qcsbench.priors.trained import FORMAT
+from qcsbench.priors import trained_file as trained_format
 
 TINY_ADM = dict(image_size=28, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1,2",
                 attention_resolutions="14", num_heads=2, num_head_channels=-1, learn_sigma=True)
@@ -47,8 +47,8 @@ def trained_file(path, seed=0, channels=(8, 8), emb_dim=16, levels=(50.0, 0.01, 
     net = ScoreUNet(1, channels, emb_dim)
     for p in net.parameters():  # the output convolution starts at zero: give every weight a say
         p.data.add_(0.05 * torch.randn_like(p))
-    torch.save(dict(format=FORMAT, config=net.config, shape=[1, 28, 28], ema=net.state_dict(), sigma_max=levels[0],
-                    sigma_min=levels[1], num_levels=levels[2], step=0, loss=1.0), path)
+    trained_format.write(path, config=net.config, shape=[1, 28, 28], ema=net.state_dict(), sigma_max=levels[0],
+                       sigma_min=levels[1], num_levels=levels[2], step=0, loss=1.0, train_config={})
     return net.eval()
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-import qcsbench.runner
+import qcsbench.setup
 from conftest import run_cli
 from qcsbench.errors import ConfigError
 from qcsbench.runner import run
@@ -211,7 +211,7 @@ class Exploit:
 def no_prior(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the prior was built before the bad value was caught")
-    monkeypatch.setattr(qcsbench.runner, "build_prior", fail)
+    monkeypatch.setattr(qcsbench.setup, "build_prior", fail)
 
 
 @pytest.mark.parametrize("overrides,message", CASES)

@@ -139,14 +139,15 @@ def test_wandb_run_id_follows_the_run_folder(tmp_path):
     assert a != tracking.wandb_run_id(tmp_path / "job0", "abc-2")
 
 
-def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(make_cfg, tmp_path, caplog):
+def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(tmp_path, caplog):
+    from qcsbench.data import embedded_mnist
     from qcsbench.priors import fitted_gmm
 
-    cfg = make_cfg("prior.n_components=2", "prior.max_train=100", "prior.max_iter=5", f"cache_dir={tmp_path}")
-    fitted_gmm(cfg.dataset, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    train = embedded_mnist("train").batch(range(100))
+    fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
     (cache,) = tmp_path.glob("gmm-*.pt")
     good = cache.read_bytes()
     cache.write_bytes(good[:1000])
-    prior = fitted_gmm(cfg.dataset, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    prior = fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
     assert "cannot be read" in caplog.text
     assert prior.means.shape == (2, 784) and cache.stat().st_size == len(good)

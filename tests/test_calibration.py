@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT
 from qcsbench.calibration import Setting, evaluate, exact_samples, figures, make_instance, markdown_table
 from qcsbench.methods.annealed_langevin import AnnealedLangevin
-from qcsbench.runner import build
+from qcsbench.setup import instantiate
 
 SAMPLES, EXACT = 300, 3000
 # Orthogonal A (M = N, kappa = 1) and no quantization: QCS-SGM's likelihood score A^T (y - A x) / (s^2 + beta^2)
@@ -58,7 +58,7 @@ def passes(rows) -> bool:
 def qcs_sgm(make_cfg, cls=AnnealedLangevin):
     """QCS-SGM with its configs/method/qcs_sgm.yaml values, as run.py builds it."""
     cfg = make_cfg("method=qcs_sgm", "method.progress=false").method
-    return build(cfg, _target_=f"{cls.__module__}.{cls.__qualname__}")
+    return instantiate(cfg, _target_=f"{cls.__module__}.{cls.__qualname__}")
 
 
 def test_qcs_sgm_with_an_exact_likelihood_score_passes_the_yardstick(reference, make_cfg):

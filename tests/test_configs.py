@@ -1,9 +1,11 @@
-"""Every config file composes, and the ones that need no files on disk instantiate."""
+"""Every config file composes; every option of the cheap groups (quantizer, operator, method)
+builds through the Setup the runner uses, on the default MNIST experiment."""
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONFIGS
+from qcsbench.setup import build
 
 GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
@@ -15,6 +17,17 @@ def test_every_option_composes(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     assert cfg[group]["_target_"]
+
+
+CHEAP = [(g, option) for g, option in OPTIONS if g in ("quantizer", "operator", "method")]
+
+
+@pytest.mark.parametrize("group,option", CHEAP)
+def test_every_cheap_option_builds(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}", "device=cpu")
+    described = build(cfg).describe()[group]  # what metrics.json reports, from the built object
+    assert described["name"] == cfg[group].get("name", described["name"])
+    assert group != "operator" or (described["m"] == cfg.m and described["name"] == option)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -52,3 +65,13 @@ def test_paper_presets_pick_their_settings(make_cfg):
     assert make_cfg("+experiment=qcs_sgm_cifar10").m == 2000
     mnist = make_cfg("+experiment=qcs_sgm_mnist_1bit")
     assert (mnist.m, mnist.noise_std, mnist.bits) == (200, 0.05, 1)
+
+
+def test_importing_the_package_registers_no_resolver_and_the_cli_does():
+    import subprocess
+    import sys
+
+    code = ("import qcsbench.runner; from omegaconf import OmegaConf; assert not OmegaConf.has_resolver('div'); "
+            "import qcsbench.cli; assert OmegaConf.has_resolver('div') and OmegaConf.has_resolver('pid')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from conftest import CONFIGS, TINY
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
+from qcsbench.setup import build
 
 BITS = [1, 2, 3, 4, 8, 16]
 METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
@@ -25,12 +26,10 @@ def compose_config(*overrides):
 
 @pytest.fixture(scope="module")
 def setting(cache_dir):
-    cfg = compose_config()
-    data = instantiate(cfg.dataset, split="test")
-    x = data.batch(INDICES)
-    operator = instantiate(cfg.operator, shape=list(data.shape), m=cfg.m)
-    return dict(x=x, operator=operator, z=operator.forward(x), prior=instantiate(cfg.prior).to(dtype=torch.float32),
-                problems={})
+    setup = build(compose_config("device=cpu"))
+    x = setup.test_set.batch(INDICES)
+    operator = setup.operator
+    return dict(x=x, operator=operator, z=operator.forward(x), prior=setup.prior, problems={})
 
 
 def problem_at(setting, bits):

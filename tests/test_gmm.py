@@ -3,6 +3,7 @@ import pytest
 import scipy.stats
 import torch
 
+from qcsbench.data import embedded_mnist
 from qcsbench.priors import GaussianMixturePrior, fitted_gmm
 
 D = 6
@@ -53,8 +54,8 @@ def test_denoiser_is_the_posterior_mean_for_one_component():
 
 
 def test_fitted_mixture_is_cached(tmp_path, monkeypatch):
-    dataset = {"_target_": "qcsbench.data.embedded_mnist"}
-    first = fitted_gmm(dataset, n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))
+    train = embedded_mnist("train").batch(range(300))
+    first = fitted_gmm(train, n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))
     assert len(list(tmp_path.glob("gmm-*.pt"))) == 1
     assert first.shape == (1, 28, 28) and len(first.sigmas) == 232
 
@@ -64,7 +65,9 @@ def test_fitted_mixture_is_cached(tmp_path, monkeypatch):
         raise AssertionError("the mixture was fitted again instead of loaded from the cache")
 
     monkeypatch.setattr(sklearn.mixture.GaussianMixture, "fit", refuse)
-    second = fitted_gmm(dataset, n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))
+    second = fitted_gmm(train, n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))
     assert torch.equal(first.means, second.means)
     with pytest.raises(AssertionError, match="fitted again"):  # other parameters: a new fit
-        fitted_gmm(dataset, n_components=3, max_train=200, max_iter=5, cache_dir=str(tmp_path))
+        fitted_gmm(train, n_components=3, max_train=200, max_iter=5, cache_dir=str(tmp_path))
+    with pytest.raises(AssertionError, match="fitted again"):  # other images: a new fit
+        fitted_gmm(train.flip(0), n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))

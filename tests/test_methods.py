@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from conftest import TINY, run_cli
 from qcsbench import metrics
@@ -17,6 +18,7 @@ from qcsbench.priors import GaussianMixturePrior
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.runner import run
+from qcsbench.setup import build
 
 SHAPE = (1, 3, 4)
 
@@ -170,13 +172,10 @@ def mnist(cache_dir):
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("config", overrides=BASE + ["m=300"])
-    data = instantiate(cfg.dataset, split="test")
+    setup = build(OmegaConf.merge(cfg, {"device": "cpu"}))
     indices = list(range(4))
-    x = data.batch(indices)
-    op = instantiate(cfg.operator, shape=list(data.shape), m=cfg.m)
-    ch = instantiate(cfg.quantizer)
-    prior = instantiate(cfg.prior).to(dtype=torch.float32)
-    problem = Problem(op, ch, ch.measure(op.forward(x), ImageRandom(0, indices, MEASUREMENT)))
+    problem, x = setup.problem(indices)
+    op, ch, prior = problem.operator, problem.channel, setup.prior
     # The floor: OneShot fed random signs (what a method that ignores y gets: about the prior mean).
     guess = torch.where(torch.rand(4, cfg.m, generator=torch.Generator().manual_seed(5)) < 0.5, 1.0, -1.0)
     random = Problem(op, ch, Measurement(guess, guess, guess))

@@ -11,14 +11,14 @@ from qcsbench.priors.adm import ADMUNet, timestep_embedding
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.priors.ncsnv2 import NCSNv2
 from qcsbench.priors.vp import linear_alphas_cumprod
-from qcsbench.runner import build
+from qcsbench.setup import instantiate
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file
 
 torch.set_num_threads(2)
 
 
 def load(make_cfg, *overrides):
-    return build(make_cfg(*overrides).prior).to("cpu", torch.float32)
+    return instantiate(make_cfg(*overrides).prior).to("cpu", torch.float32)
 
 
 # ------------------------------------------------------------------ NCSNv2

@@ -2,30 +2,15 @@
 script, and the shipped ``prior=ncsn_mnist``."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from qcsbench.data import embedded_mnist
 from qcsbench.priors.trained import WEIGHTS, trained_prior
-from tests.conftest import run_cli
+from tests.conftest import SHORT, THREADS, run_and_read, run_cli
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file
 
 pytestmark = pytest.mark.slow
-
-# A short ladder below sigma = 1 keeps random-weight networks finite; the rest is the default experiment.
-SHORT = ["num_images=2", "batch_size=2", "m=100", "method.num_levels=8", "method.steps_per_level=1",
-         "method.sigma_max=1.0", "method.progress=false", "logger=none"]
-THREADS = {"OMP_NUM_THREADS": "2"}
-
-
-def run_and_read(tmp_path, *args):
-    out = tmp_path / "run"
-    proc = run_cli(*args, f"hydra.run.dir={out}", env=THREADS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((out / "metrics.json").read_text()), (out / "config.yaml").read_text(), out
-
 
 def family_files(family, tmp_path):
     if family == "ncsnv2":

@@ -7,8 +7,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT
-from tests.test_priors_e2e import SHORT, run_and_read
+from tests.conftest import ROOT, SHORT, run_and_read
 
 pytestmark = pytest.mark.slow
 

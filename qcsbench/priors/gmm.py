@@ -12,10 +12,9 @@ import math
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
+from qcsbench.files import save_tensors
 from qcsbench.priors.base import Prior, broadcast_sigma, geometric_sigmas
-from qcsbench.tracking import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +78,25 @@ class GaussianMixturePrior(Prior):
         return -(weighted @ self.u_cat_t).view_as(x).to(x.dtype)
 
 
-def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,
+def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,
                seed: int = 0, max_iter: int = 100, cache_dir: str = "~/.cache/qcsbench",
                sigma_max: float = 50.0, sigma_min: float = 0.01, num_levels: int = 232,
                name: str = "gmm") -> GaussianMixturePrior:
-    """Fit a full-covariance mixture with scikit-learn on the train split of ``dataset``
-    (a dataset config), or load it from ``cache_dir`` when one with the same parameters
-    was fitted before."""
-    from omegaconf import OmegaConf
-
+    """Fit a full-covariance mixture with scikit-learn on the first ``max_train`` of the training
+    images ``train`` (N, C, H, W), or load it from ``cache_dir`` when the same images and
+    parameters were fitted before (the cache is keyed by a hash of the images themselves)."""
     from sklearn.mixture import GaussianMixture
 
-    dataset_cfg = OmegaConf.to_container(dataset, resolve=True) if OmegaConf.is_config(dataset) else dict(dataset)
-    dataset_cfg.pop("split", None)
-    key = dict(dataset=dataset_cfg, n_components=n_components, reg_covar=reg_covar, max_train=max_train,
-               seed=seed, max_iter=max_iter)
+    if not isinstance(train, torch.Tensor) or train.dim() != 4:
+        raise TypeError("fitted_gmm takes the training images as one (N, C, H, W) tensor")
+    count = len(train) if max_train is None else min(len(train), int(max_train))
+    images = train[:count].float().contiguous()
+    key = dict(images=hashlib.sha256(images.numpy().tobytes()).hexdigest(), shape=list(images.shape),
+               n_components=n_components, reg_covar=reg_covar, seed=seed, max_iter=max_iter)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir).expanduser() / f"gmm-{digest}.pt"
     sigmas = geometric_sigmas(sigma_max, sigma_min, num_levels)
+    shape = tuple(images.shape[1:])
     if path.is_file():
         try:
             state = torch.load(path, weights_only=True)
@@ -108,16 +108,14 @@ def fitted_gmm(dataset, n_components: int = 20, reg_covar: float = 1e-3, max_tra
             log.warning("the cached Gaussian mixture %s cannot be read (%s); fitting it again",
                         path, type(err).__name__)
 
-    train = instantiate(dataset_cfg, split="train")
-    count = len(train) if max_train is None else min(len(train), int(max_train))
-    data = train.batch(range(count)).reshape(count, -1).double().numpy()
+    data = images.reshape(count, -1).double().numpy()
     log.info("fitting a %d-component Gaussian mixture on %d training images (cached afterwards)", n_components, count)
     gm = GaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, random_state=seed,
                          max_iter=max_iter).fit(data)
-    prior = GaussianMixturePrior.from_covariances(gm.weights_, gm.means_, gm.covariances_, train.shape, sigmas)
+    prior = GaussianMixturePrior.from_covariances(gm.weights_, gm.means_, gm.covariances_, shape, sigmas)
     try:
         save_tensors(path, dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
-                                eigvecs=prior.eigvecs, shape=list(train.shape), key=json.dumps(key, sort_keys=True)))
+                                eigvecs=prior.eigvecs, shape=list(shape), key=json.dumps(key, sort_keys=True)))
     except OSError as err:  # a full disk or a read-only cache costs the next run a refit, not this run
         log.warning("could not cache the fitted Gaussian mixture in %s (%s); it is fitted again next time",
                     path, err.strerror or err)

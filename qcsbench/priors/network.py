@@ -56,10 +56,6 @@ class NetworkPrior(Prior):
         out._compiled = torch.compile(out.net) if self.compile else out.net
         return out
 
-    @property
-    def device(self):
-        return next(self.net.parameters()).device
-
     def _autocast(self, x):
         dtype = AUTOCAST[self.autocast]
         if dtype is None:

@@ -1,20 +1,15 @@
-"""Priors trained by scripts/train_prior.py, including the shipped ``prior=ncsn_mnist``.
-
-The file is a dict: format, config (ScoreUNet kwargs), shape, ema (EMA weights, what we
-sample with), the ladder (sigma_max, sigma_min, num_levels), step and loss; the
-resumable checkpoint.pt also holds model and optimizer.
-"""
+"""Priors trained by scripts/train_prior.py, including the shipped ``prior=ncsn_mnist``
+(their file: qcsbench/priors/trained_file.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from qcsbench.errors import ConfigError
+from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
-from qcsbench.priors.checkpoints import load_file, load_state
+from qcsbench.priors.checkpoints import load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 
-FORMAT = "qcsbench-score-unet-v1"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
@@ -35,10 +30,7 @@ def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = T
     key = "prior.checkpoint"
     if checkpoint is None and shipped is not None:
         checkpoint = WEIGHTS / f"{shipped}.pt"
-    state = load_file(checkpoint, key)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ConfigError(f"{key}={checkpoint} is not a checkpoint written by scripts/train_prior.py "
-                          f"(no format {FORMAT!r}): use the prior= option of its family (ncsnv2_*, ddpm, ncsnpp, adm_*).")
+    state = trained_file.read(checkpoint, key)
     net = ScoreUNet(**state["config"])
     weights = state["ema"] if use_ema or "model" not in state else state["model"]
     load_state(net, weights, f"{key}={checkpoint}", "score UNet")

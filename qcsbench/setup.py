@@ -1,0 +1,100 @@
+"""Everything an experiment is made of, built once from its config: the test set, the operator,
+the channel, the method and (on first use: a run whose every image is resumed never needs it)
+the prior. The runner, the scripts and the tests build their experiments here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
+
+from qcsbench.errors import ConfigError
+from qcsbench.problem import Problem
+from qcsbench.randomness import MEASUREMENT, ImageRandom
+from qcsbench.validate import resolve_device
+
+
+def instantiate(node, **kwargs):
+    """hydra.utils.instantiate, but a ConfigError raised by the target reaches the user
+    as itself (Hydra wraps every exception in an InstantiationException)."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def build_prior(cfg, test_set, device):
+    """The prior, checked against the data and moved to the device (the expensive step of a setup).
+    A prior fitted on data (its config has a ``train`` key, as prior=gmm) gets the train split."""
+    extra = {}
+    if "train" in cfg.prior:
+        train_set = instantiate(cfg.dataset, split="train")
+        extra["train"] = train_set.batch(range(len(train_set)))
+    prior = instantiate(cfg.prior, **extra)
+    if tuple(prior.shape) != tuple(test_set.shape):
+        raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
+                          f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
+    return prior.to(device, torch.float32)
+
+
+@dataclass
+class Setup:
+    """One experiment's parts, built from its config ``cfg`` by ``build``."""
+
+    cfg: object
+    device: torch.device
+    test_set: object
+    operator: object
+    channel: object
+    method: object
+    _prior: object = field(default=None, repr=False)
+    _operator_on_device: object = field(default=None, repr=False)
+
+    @property
+    def prior(self):
+        if self._prior is None:
+            self._prior = build_prior(self.cfg, self.test_set, self.device)
+        return self._prior
+
+    def problem(self, indices) -> tuple[Problem, torch.Tensor]:
+        """The measured problem for these test images and their truth, both on the device. Each
+        image's measurement noise comes from its own stream, so it does not depend on the batch."""
+        if self._operator_on_device is None:
+            self._operator_on_device = self.operator.to(self.device, torch.float32)
+        x = self.test_set.batch(indices).to(self.device)
+        stream = ImageRandom(self.cfg.seed, indices, MEASUREMENT, self.device)
+        return Problem.measure(x, self._operator_on_device, self.channel, stream), x
+
+    def describe(self) -> dict:
+        """The settings reported everywhere (metrics.json, W&B), as the built objects hold them.
+        A prior not built (every image resumed) is named by its config."""
+        prior = self._prior.describe() if self._prior is not None else dict(name=self.cfg.prior.get("name", "prior"))
+        return dict(dataset=dict(name=self.test_set.name, shape=list(self.test_set.shape)),
+                    operator=self.operator.describe(), quantizer=self.channel.describe(),
+                    method=self.method.describe(), prior=prior)
+
+
+def build(cfg) -> Setup:
+    """Build the cheap parts of the experiment ``cfg`` (a composed config); the prior waits for
+    ``Setup.prior``."""
+    test_set = instantiate(cfg.dataset, split="test")
+    if cfg.num_images > len(test_set):
+        raise ConfigError(f"num_images={cfg.num_images} is more than dataset {test_set.name} holds: "
+                          f"use 1 to {len(test_set)}.")
+    test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
+    channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
+    operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
+                 channel=channel, method=method)
+
+
+def method_names(config_dir) -> list[str]:
+    """The methods a user can pick with method=NAME: the files of the config folder's method/ group."""
+    return sorted(path.stem for path in (Path(config_dir) / "method").glob("*.yaml"))
