@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.base import geometric_sigmas
+from qcsbench.priors.base import geometric_sigmas, overridden_ladder
 from qcsbench.priors.checkpoints import existing_dir, first_line
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
@@ -117,9 +117,9 @@ def ncsnpp_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, aut
     if unet.config.time_embedding_type != "fourier":
         raise ConfigError(f"prior.path={path} holds a UNet with {unet.config.time_embedding_type} time embedding, "
                           f"not a VE score model (fourier): use prior=ddpm for DDPM models.")
-    hi = sigma_max if sigma_max is not None else config.get("sigma_max", 348.0)
-    lo = sigma_min if sigma_min is not None else config.get("sigma_min", 0.01)
-    levels = num_levels if num_levels is not None else config.get("num_train_timesteps", 2000)
-    prior = DiffusersVEPrior(unet, _shape(unet), geometric_sigmas(hi, lo, levels), autocast, compile)
+    own = geometric_sigmas(config.get("sigma_max", 348.0), config.get("sigma_min", 0.01),
+                           config.get("num_train_timesteps", 2000))
+    sigmas = overridden_ladder(own, sigma_max, sigma_min, num_levels)
+    prior = DiffusersVEPrior(unet, _shape(unet), sigmas, autocast, compile)
     prior.name = name
     return prior

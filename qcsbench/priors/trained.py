@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qcsbench.priors import trained_file
-from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
+from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
 from qcsbench.priors.checkpoints import load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
@@ -34,8 +34,8 @@ def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = T
     net = ScoreUNet(**state["config"])
     weights = state["ema"] if use_ema or "model" not in state else state["model"]
     load_state(net, weights, f"{key}={checkpoint}", "score UNet")
-    sigmas = geometric_sigmas(sigma_max or state["sigma_max"], sigma_min or state["sigma_min"],
-                              num_levels or state["num_levels"])
+    own = geometric_sigmas(state["sigma_max"], state["sigma_min"], state["num_levels"])
+    sigmas = overridden_ladder(own, sigma_max, sigma_min, num_levels)
     prior = TrainedPrior(net, state["shape"], sigmas, autocast, compile)
     prior.name = name
     return prior
