@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import files, metrics, progress, tracking
+from qcsbench.resolvers import channel_label
 from qcsbench.problem import summarize_stats
 from qcsbench.randomness import SAMPLER, ImageRandom
 from qcsbench.setup import Setup, build, instantiate
@@ -32,13 +33,6 @@ def run_dir_of(cfg) -> Path:
     return Path(cfg.get("run_dir") or ".")
 
 
-def channel_label(channel: dict) -> str:
-    """What the channel does, in a word (as in the run folder's name): 1bit, 3bit, linear, logistic."""
-    if "bits" in channel:
-        return f"{channel['bits']}bit"
-    return {"none": "linear"}.get(channel["name"], channel["name"])
-
-
 def job_identity(cfg, described: dict) -> dict:
     """W&B name, group and tags of this job, from the built components: named from its
     overrides, grouped by its sweep."""
@@ -47,7 +41,8 @@ def job_identity(cfg, described: dict) -> dict:
             f"operator={operator['name']}", f"dataset={described['dataset']['name']}"]
     if "bits" in channel:
         tags.append(f"bits={channel['bits']}")
-    name, group = f"{method['name']}-{channel_label(channel)}-m{operator['m']}", None
+    label = channel_label(cfg.quantizer._target_, cfg.bits)  # the same word as the run folder's name
+    name, group = f"{method['name']}-{label}-m{operator['m']}", None
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         if hc.job.override_dirname:

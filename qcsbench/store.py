@@ -32,8 +32,8 @@ IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results
            "optimized_metric"}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
 # or reject configurations. Editing them keeps the stored results valid.
-NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "resolvers.py", "validate.py", "errors.py", "store.py", "progress.py", "cli.py",
-               "calibration.py", "exact_posterior.py"}
+NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "resolvers.py", "validate.py", "errors.py", "store.py",
+               "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
 
 
 def source_fingerprint(package_dir) -> str:
