@@ -41,14 +41,11 @@ def optimized_metric(cfg) -> str:
     return name
 
 
-def task(cfg) -> float:
-    """Run one experiment; return its ``optimized_metric`` as a float (NaN where every image
-    diverged: Optuna then marks the trial failed)."""
-    from qcsbench.runner import run
-
+def run_safely(fn, cfg):
+    """fn(cfg); a bad value (ConfigError) ends a single run with one line and exit status 2, and
+    fails only its own job in a sweep. scripts/train.py runs its training through this too."""
     try:
-        name = optimized_metric(cfg)
-        value = run(cfg)[name]
+        return fn(cfg)
     except ConfigError as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # the launcher marks this job failed and carries on with the others; the job's log says why
@@ -56,6 +53,18 @@ def task(cfg) -> float:
             raise JobConfigError(f"error: {err}") from None
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def task(cfg) -> float:
+    """Run one experiment; return its ``optimized_metric`` as a float (NaN where every image
+    diverged: Optuna then marks the trial failed)."""
+    from qcsbench.runner import run
+
+    def metric(c):
+        name = optimized_metric(c)  # a wrong name stops before the run, not after it
+        return run(c)[name]
+
+    value = run_safely(metric, cfg)
     return float("nan") if value is None else float(value)
 
 

@@ -79,7 +79,8 @@ def recover_batch(setup: Setup, indices) -> list[dict]:
     problem, x = setup.problem(indices)
     device = setup.device
     tic = time.perf_counter()
-    result = setup.method.recover(problem, setup.prior, ImageRandom(setup.cfg.seed, indices, SAMPLER, device))
+    prior = setup.prior if setup.method.needs_prior else None
+    result = setup.method.recover(problem, prior, ImageRandom(setup.cfg.seed, indices, SAMPLER, device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - tic) / len(indices)
@@ -137,7 +138,7 @@ def run(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     setup = build(cfg)
     logger = instantiate(cfg.logger)
-    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(config))
+    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(config, getattr(setup.method, "weights", None)))
     with store.locked() if cfg.resume else contextlib.nullcontext():
         return recover_all(setup, config, run_dir, store, logger, started)
 
@@ -152,7 +153,7 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     todo = [i for b in batches for i in b]
     if cfg.resume and todo:
         warn_other_versions(store)
-    if todo:  # a run whose every image is already in the store needs no prior at all
+    if todo and method.needs_prior:  # a run whose every image is already in the store needs no prior at all
         setup.prior  # noqa: B018  (built now, so that the settings reported name the prior built)
     described = setup.describe()
     if records:

@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 
 from qcsbench.errors import ConfigError
+from qcsbench.learned import learned_file
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from qcsbench.validate import resolve_device
@@ -75,7 +76,12 @@ class Setup:
     def describe(self) -> dict:
         """The settings reported everywhere (metrics.json, W&B), as the built objects hold them.
         A prior not built (every image resumed) is named by its config."""
-        prior = self._prior.describe() if self._prior is not None else dict(name=self.cfg.prior.get("name", "prior"))
+        if not self.method.needs_prior:
+            prior = dict(name="none")  # a learned method's network is named by its checkpoint in method
+        elif self._prior is not None:
+            prior = self._prior.describe()
+        else:
+            prior = dict(name=self.cfg.prior.get("name", "prior"))
         return dict(dataset=dict(name=self.test_set.name, shape=list(self.test_set.shape)),
                     operator=self.operator.describe(), quantizer=self.channel.describe(),
                     method=self.method.describe(), prior=prior)
@@ -91,6 +97,8 @@ def build(cfg) -> Setup:
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
+        method.check_problem(learned_file.problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
                  channel=channel, method=method)
 

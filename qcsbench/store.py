@@ -55,9 +55,12 @@ def code_version() -> str:
     return source_fingerprint(Path(qcsbench.__file__).parent)
 
 
-def result_key(full: dict) -> dict:
-    """The settings a per-image result depends on, from the resolved config as a dict."""
+def result_key(full: dict, weights: str | None = None) -> dict:
+    """The settings a per-image result depends on, from the resolved config as a dict; ``weights``:
+    the digest of a learned method's model file (retrained weights at the same path are new results)."""
     key = copy.deepcopy({k: v for k, v in full.items() if k not in IGNORED})
+    if weights is not None:
+        key["method"]["weights"] = weights
     key.get("method", {}).pop("progress", None)
     key.get("prior", {}).pop("cache_dir", None)
     if batch_coupled(key):

@@ -79,6 +79,9 @@ class NullLogger:
     def log_results(self, metrics: dict, per_image: list[dict], grid_path: Path) -> None:
         pass
 
+    def log(self, values: dict, step: int) -> None:
+        pass
+
     def finish(self, exit_code: int = 0) -> None:
         pass
 
@@ -113,6 +116,10 @@ class WandbLogger:
         table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in per_image])
         self.run.log({"per_image": table, "grid": wandb.Image(str(grid_path))})
         self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+
+    def log(self, values, step):
+        """Training curves (scripts/train.py): loss, held-out PSNR."""
+        self.run.log(values, step=step)
 
     def finish(self, exit_code=0):
         if self.run is not None:

@@ -127,6 +127,19 @@ METHOD = {
     "step": number(0, lo_open=True, null=True), "pixel_rms": number(0, lo_open=True), "inner_steps": integer(0),
     "step_ratio": number(0, 1, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),
     "surrogate_std": number(0, lo_open=True, null=True), "guidance": choice("nll", "sqrt_nll"),
+    "checkpoint": text(null=True), "allow_mismatch": boolean(), "shipped": text(),
+}
+# scripts/train.py: the training knobs and the learner group (configs/train.yaml, configs/learner/).
+TRAIN = {
+    "batch_size": integer(1), "lr": number(0, lo_open=True), "warmup_steps": integer(0),
+    "grad_clip": number(0, lo_open=True, null=True), "ema_decay": number(0, 1, hi_open=True), "max_steps": integer(0),
+    "max_minutes": number(0, lo_open=True, null=True), "eval_every": integer(1), "eval_images": integer(1),
+    "log_every": integer(1), "save_every": integer(1), "threads": integer(1, null=True),
+}
+LEARNER = {
+    "name": text(), "steps": integer(1), "sigma_start": number(0, lo_open=True), "sigma_end": number(0, lo_open=True),
+    "consistency": choice("quantized", "linear"), "inject": boolean(), "train_unet": boolean(),
+    "checkpointing": boolean(), "pixel_rms": number(0, lo_open=True),
 }
 # Where one method reads a knob differently from the rest (by the class its _target_ names).
 BY_TARGET = {"DPS": {"zeta": number(0)}, "DiffPIR": {"noise_std": number(0, lo_open=True, null=True)}}
@@ -247,7 +260,7 @@ def check_group(group: str, node, table: dict) -> None:
         if key.startswith("_") or (group == "prior" and key in ("train", "cache_dir")):
             continue
         if keys is not None and key not in keys:
-            settable = sorted(k for k in keys if k not in ("self", "shape", "m", "split", "train"))
+            settable = sorted(k for k in keys if k not in ("self", "shape", "m", "split", "train", "prior"))
             allowed = f"use one of {', '.join(settable)}" if settable else "it takes no settings"
             raise ConfigError(f"{full} is not a setting of {group}={option_name(group, node)}: {allowed}.")
         if key in table:
@@ -333,8 +346,22 @@ def check_config(cfg) -> dict:
     for group in ("prior", "method"):
         check_ladder(group, config.get(group, {}))
     check_prior_files(config.get("prior", {}))
+    if config.get("method", {}).get("checkpoint") is not None:
+        readable_checkpoint("method.checkpoint", config["method"]["checkpoint"])
     quantizer = str(config.get("quantizer", {}).get("_target_", "")).rsplit(".", 1)[-1]
     if quantizer in BITLESS_CHANNELS and config.get("bits", 1) != 1:
         raise ConfigError(f"bits={config['bits']} is not used by quantizer={BITLESS_CHANNELS[quantizer]} "
                           "(it does not quantize to bits levels): leave bits at 1, or use quantizer=uniform.")
+    return config
+
+
+def check_train_config(cfg) -> dict:
+    """check_config for scripts/train.py: the shared groups as run.py checks them, then the
+    training knobs, the learner group and the output folder."""
+    for key, rule in TRAIN.items():  # the knobs the command line sets most, first
+        if key in cfg and not OmegaConf.is_interpolation(cfg, key):
+            check_value(key, cfg[key], rule)
+    config = check_config(cfg)
+    check_group("learner", config.get("learner"), LEARNER)
+    writable_folder("out_dir", config["out_dir"])
     return config

@@ -23,6 +23,8 @@ class Method:
     """A recovery algorithm. Subclasses write ``_recover(problem, prior, stream)``; users call
     ``recover``, which accepts any random source and checks that the prior fits the images."""
 
+    needs_prior = True  # False for a learned method, which carries its own network: run.py then builds none
+
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""
         check_prior_fits(problem, prior)

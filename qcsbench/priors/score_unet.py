@@ -70,21 +70,36 @@ class ScoreUNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x, c_noise):
+    def block_channels(self) -> list[int]:
+        """The output channels of each block in call order (down, mid, up): what ``inject`` sees."""
+        down = self.config["channels"]
+        return [*down, down[-1], *reversed(down)]
+
+    def forward(self, x, c_noise, inject=None):
+        """inject(k, h) -> a tensor added to the output h of the k-th block (down, mid, up order):
+        how a learned method feeds extra information into the features (docs/math.md §10)."""
         emb = self.embed(c_noise)
         h = self.conv_in(x)
         skips = []
+        k = 0
+
+        def injected(h):
+            nonlocal k
+            out = h if inject is None else h + inject(k, h)
+            k += 1
+            return out
+
         for i, block in enumerate(self.down):
             if i > 0:  # ceil so odd sizes (7 x 7) survive the round trip
                 h = F.avg_pool2d(h, 2, ceil_mode=True)
-            h = block(h, emb)
+            h = injected(block(h, emb))
             skips.append(h)
-        h = self.mid(h, emb)
+        h = injected(self.mid(h, emb))
         for i, block in enumerate(self.up):
             skip = skips.pop()
             if h.shape[-2:] != skip.shape[-2:]:
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = block(torch.cat([h, skip], dim=1), emb)
+            h = injected(block(torch.cat([h, skip], dim=1), emb))
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -94,8 +109,9 @@ def precondition(sigma, sigma_data: float):
     return sigma_data**2 / var, sigma * sigma_data / var.sqrt(), 1 / var.sqrt(), sigma.log() / 4
 
 
-def denoise_centered(net: ScoreUNet, x, sigma):
-    """D(x, sigma) on [-1, 1] data; ``sigma`` is a tensor of shape (B,)."""
+def denoise_centered(net: ScoreUNet, x, sigma, inject=None):
+    """D(x, sigma) on [-1, 1] data; ``sigma`` is a tensor of shape (B,); ``inject`` as in forward."""
     c_skip, c_out, c_in, c_noise = precondition(sigma.to(x.dtype), net.sigma_data)
     view = (-1, 1, 1, 1)
-    return c_skip.view(view) * x + c_out.view(view) * net(c_in.view(view) * x, c_noise)
+    features = net(c_in.view(view) * x, c_noise) if inject is None else net(c_in.view(view) * x, c_noise, inject)
+    return c_skip.view(view) * x + c_out.view(view) * features
