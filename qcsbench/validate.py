@@ -127,7 +127,7 @@ METHOD = {
     "step": number(0, lo_open=True, null=True), "pixel_rms": number(0, lo_open=True), "inner_steps": integer(0),
     "step_ratio": number(0, 1, lo_open=True), "lam": number(0, lo_open=True), "zeta": number(0, 1),
     "surrogate_std": number(0, lo_open=True, null=True), "guidance": choice("nll", "sqrt_nll"),
-    "checkpoint": text(null=True), "allow_mismatch": boolean(), "shipped": text(),
+    "checkpoint": text(null=True), "allow_mismatch": boolean(), "shipped": text(), "steps": integer(1, null=True),
 }
 # scripts/train.py: the training knobs and the learner group (configs/train.yaml, configs/learner/).
 TRAIN = {
@@ -140,6 +140,9 @@ LEARNER = {
     "name": text(), "steps": integer(1), "sigma_start": number(0, lo_open=True), "sigma_end": number(0, lo_open=True),
     "consistency": choice("quantized", "linear"), "inject": boolean(), "train_unet": boolean(),
     "checkpointing": boolean(), "pixel_rms": number(0, lo_open=True),
+    "prior_kind": choice("learned", "identity", "handmade"), "sigma_max": number(0, lo_open=True),
+    "sigma_min": number(0, lo_open=True), "spread_min": number(0, 1, lo_open=True, hi_open=True),
+    "spread_max": number(1, lo_open=True), "eta": number(0), "lam": number(0), "sampling_steps": integer(1),
 }
 # Where one method reads a knob differently from the rest (by the class its _target_ names).
 BY_TARGET = {"DPS": {"zeta": number(0)}, "DiffPIR": {"noise_std": number(0, lo_open=True, null=True)}}

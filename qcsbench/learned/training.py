@@ -89,7 +89,9 @@ class Training:
 
     def train_step(self) -> float:
         problem, x = self.batch()
-        loss = self.net.loss(problem, x)
+        # the learner's own randomness (a diffusion model's level and noise), also from the step number
+        noise = torch.Generator(device=self.device).manual_seed(seed_for(self.cfg.seed, self.step, 2))
+        loss = self.net.loss(problem, x, noise)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the training loss is {float(loss)} at step {self.step}: lower lr or grad_clip.")
         for group in self.opt.param_groups:  # linear warm-up keeps the first Adam steps small

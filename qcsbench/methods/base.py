@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
+from qcsbench.learned import learned_file
 from qcsbench.priors import Prior
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
@@ -74,3 +75,29 @@ class Ladder(dict):
         if not hi > lo:
             self.refuse(hi, lo, len(prior.sigmas) if self["num_levels"] is None else self["num_levels"])
         return overridden_ladder(prior.sigmas, **self)
+
+
+class LearnedMethod(Method):
+    """A method whose network scripts/train.py trained (docs/architecture.md §5). It carries its
+    own network, so no prior is built; the model file names the problem it was trained for, and
+    ``check_problem`` (called by setup.build, before any compute) refuses another one unless
+    ``allow_mismatch``. ``checkpoint`` null takes qcsbench/learned/weights/<shipped>.pt."""
+
+    needs_prior = False
+
+    def __init__(self, name, checkpoint, shipped, allow_mismatch, progress):
+        self.name, self.allow_mismatch, self.progress = name, bool(allow_mismatch), progress
+        path = checkpoint if checkpoint is not None else learned_file.WEIGHTS / f"{shipped}.pt"
+        self.checkpoint = str(path)
+        self._state = learned_file.read(path)
+        self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")
+        self.weights = learned_file.file_digest(path)  # part of the result key: retrained weights are new results
+        self.trained_steps = int(self._state["step"])
+
+    def check_problem(self, record: dict) -> None:
+        learned_file.check_problem(self._state, record, f"method.checkpoint={self.checkpoint}", self.allow_mismatch)
+
+    def network(self, problem):
+        """The network on the problem's device."""
+        self._net = self._net.to(problem.measurement.y.device)
+        return self._net

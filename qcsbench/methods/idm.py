@@ -21,9 +21,8 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
-from qcsbench.methods.base import Method
+from qcsbench.methods.base import LearnedMethod
 from qcsbench.methods.oneshot import matched_back_projection
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 from qcsbench.problem import Recovery
@@ -137,8 +136,8 @@ class IDMNet(nn.Module):
                 x, x0 = self.step(problem, x, v, t)
         return x0
 
-    def loss(self, problem, x: torch.Tensor) -> torch.Tensor:
-        """IDM's training loss: the mean absolute error of the recovery."""
+    def loss(self, problem, x: torch.Tensor, noise=None) -> torch.Tensor:
+        """IDM's training loss: the mean absolute error of the recovery (deterministic: no noise used)."""
         return (self(problem) - x).abs().mean()
 
 
@@ -162,29 +161,18 @@ def check_settings(steps, sigma_start, sigma_end, consistency, pixel_rms) -> Non
         raise ConfigError(f"learner.pixel_rms={pixel_rms} is not allowed: use pixel_rms > 0.")
 
 
-class IDM(Method):
+class IDM(LearnedMethod):
     """Recovery with a network trained by ``scripts/train.py learner=idm``; ``checkpoint`` null
-    takes the shipped model for the default experiment (qcsbench/learned/weights/)."""
-
-    needs_prior = False  # the network carries its own fine-tuned UNet
+    takes the shipped model for the default experiment (qcsbench/learned/weights/). Deterministic:
+    NFE = the network's number of steps."""
 
     def __init__(self, name="idm", checkpoint=None, shipped="idm_mnist_1bit_m200", allow_mismatch=False,
                  progress=True):
-        self.name, self.allow_mismatch, self.progress = name, bool(allow_mismatch), progress
-        path = checkpoint if checkpoint is not None else learned_file.WEIGHTS / f"{shipped}.pt"
-        self.checkpoint = str(path)
-        self._state = learned_file.read(path)
-        self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")
-        self.weights = learned_file.file_digest(path)
-        self.trained_steps = int(self._state["step"])
-        self.steps = int(self._state["spec"].get("steps", 0))
-
-    def check_problem(self, record: dict) -> None:
-        learned_file.check_problem(self._state, record, f"method.checkpoint={self.checkpoint}", self.allow_mismatch)
+        super().__init__(name, checkpoint, shipped, allow_mismatch, progress)
+        self.steps = int(self._state["spec"]["steps"])
 
     @torch.no_grad()
     def _recover(self, problem, prior, rng):
-        self._net = self._net.to(problem.measurement.y.device)
-        x_hat = self._net(problem, progress=self.progress)
-        sigmas = self._net.sigmas()
-        return Recovery(x_hat.clamp(0, 1), self.steps, dict(sigmas=[float(s) for s in sigmas]))
+        net = self.network(problem)
+        x_hat = net(problem, progress=self.progress)
+        return Recovery(x_hat.clamp(0, 1), self.steps, dict(sigmas=net.sigmas().tolist()))
