@@ -1,4 +1,5 @@
 """Where the time goes: the prior (the score network) against everything else, per method.
+For a learned method (idm, restoregrad) the network timed is its own fine-tuned UNet.
 
     python scripts/benchmark.py                                  # every method, MNIST, the GMM prior
     python scripts/benchmark.py --methods qcs_sgm,qcs_sgm_plus --images 8 prior=ncsn_mnist device=cuda
@@ -52,6 +53,29 @@ class TimedPrior:
         return self._timed(self.prior.denoise, x, sigma, *args, **kwargs)
 
 
+class Stopwatch:
+    """Times every call of a module through forward hooks: a learned method's network, which
+    carries the UNet that plays the prior's part."""
+
+    def __init__(self, module, device):
+        self.device, self.seconds, self.calls, self._tic = device, 0.0, 0, None
+        module.register_forward_pre_hook(lambda *_: self._start())
+        module.register_forward_hook(lambda *_: self._stop())
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _start(self):
+        self._sync()
+        self._tic = time.perf_counter()
+
+    def _stop(self):
+        self._sync()
+        self.seconds += time.perf_counter() - self._tic
+        self.calls += 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     all_methods = method_names(ROOT / "configs")
@@ -76,9 +100,13 @@ def main():
             cfg.method.progress = False
         setup = build(cfg)
         device, method = setup.device, setup.method
-        prior = TimedPrior(setup.prior, device)
         indices = list(range(args.images))
         problem, _ = setup.problem(indices)
+        if method.needs_prior:
+            prior = TimedPrior(setup.prior, device)
+        else:  # a learned method: its own UNet is the network to time, and no prior is built
+            prior = None
+            watch = Stopwatch(method.network(problem).unet, device)
         problem.operator.gram_eig()  # EP and DiffPIR use it: a one-off cost per operator, cached, not part of a step
         tic = time.perf_counter()
         result = method.recover(problem, prior, ImageRandom(cfg.seed, indices, SAMPLER, device))
@@ -86,12 +114,13 @@ def main():
             torch.cuda.synchronize(device)
         total = time.perf_counter() - tic
         steps = max(result.nfe, 1)
-        rows.append((name, result.nfe, total, prior.seconds, total - prior.seconds, 1e3 * total / steps,
-                     1e3 * prior.seconds / steps, 1e3 * (total - prior.seconds) / steps))
+        network = (prior if prior is not None else watch).seconds
+        rows.append((name, result.nfe, total, network, total - network, 1e3 * total / steps,
+                     1e3 * network / steps, 1e3 * (total - network) / steps))
 
     print(f"{args.images} images, device {device}, torch threads {torch.get_num_threads()}, "
           f"prior {cfg.prior.get('name', '?')}, M = {cfg.m}, {cfg.get('bits')} bit(s)")
-    head = ("method", "NFE", "wall s", "prior s", "other s", "ms/step", "prior ms/step", "other ms/step", "other %")
+    head = ("method", "NFE", "wall s", "network s", "other s", "ms/step", "network ms/step", "other ms/step", "other %")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name, nfe, total, p, o, per, p_per, o_per in rows:
         print(f"| {name} | {nfe} | {total:.2f} | {p:.2f} | {o:.2f} | {per:.2f} | {p_per:.2f} | {o_per:.2f} | "
