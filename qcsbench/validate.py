@@ -366,5 +366,9 @@ def check_train_config(cfg) -> dict:
             check_value(key, cfg[key], rule)
     config = check_config(cfg)
     check_group("learner", config.get("learner"), LEARNER)
+    if str(config["prior"].get("_target_", "")).rsplit(".", 1)[-1] != "trained_prior":
+        raise ConfigError(f"prior={option_name('prior', config['prior'])} cannot start a learner, which fine-tunes a "
+                          "score UNet trained by scripts/train_prior.py: use prior=ncsn_mnist or prior=trained "
+                          "prior.checkpoint=....")
     writable_folder("out_dir", config["out_dir"])
     return config

@@ -186,6 +186,10 @@ def test_training_rejects_bad_values_before_any_compute(tmp_path):
         train(train_cfg(tmp_path, prior_path, "+learner.stepz=2"))
     with pytest.raises(ConfigError, match="eval_images=5000 is not allowed with 4000 training images"):
         train(train_cfg(tmp_path, prior_path, "eval_images=5000"))
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        gmm = compose("train", overrides=["prior=gmm", f"out_dir={tmp_path / 'train'}"])
+    with pytest.raises(ConfigError, match="prior=gmm cannot start a learner"):
+        train(gmm)
     assert not (tmp_path / "train" / "checkpoint.pt").exists()
 
 

@@ -12,7 +12,6 @@ start at zero, so the untrained network is exactly the plain sampler it is built
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -25,20 +24,11 @@ from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
 from qcsbench.methods.base import LearnedMethod
 from qcsbench.methods.oneshot import matched_back_projection
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
+from qcsbench.priors.trained import score_unet_of
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps as progress_steps
 
 CONSISTENCY = ("quantized", "linear")
-
-
-def score_unet_of(prior) -> ScoreUNet:
-    """The ScoreUNet behind a trained prior (prior=ncsn_mnist or prior=trained), copied."""
-    net = getattr(prior, "net", None)
-    if not isinstance(net, ScoreUNet):
-        raise ConfigError(f"a learned method starts from a score UNet trained by scripts/train_prior.py, and "
-                          f"prior={getattr(prior, 'name', type(prior).__name__)} is not one: use prior=ncsn_mnist "
-                          "or prior=trained prior.checkpoint=...")
-    return copy.deepcopy(net).requires_grad_(True)
 
 
 class Injector(nn.Module):

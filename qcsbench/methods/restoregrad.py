@@ -22,10 +22,10 @@ from torch.nn import functional as F
 
 from qcsbench.errors import ConfigError
 from qcsbench.methods.base import LearnedMethod
-from qcsbench.methods.idm import score_unet_of
 from qcsbench.methods.oneshot import matched_back_projection
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.priors.score_unet import ScoreUNet
+from qcsbench.priors.trained import score_unet_of
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps as progress_steps
 from qcsbench.randomness import as_stream

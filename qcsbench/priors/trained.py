@@ -2,8 +2,10 @@
 (their file: qcsbench/priors/trained_file.py)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+from qcsbench.errors import ConfigError
 from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
 from qcsbench.priors.checkpoints import load_state
@@ -39,3 +41,14 @@ def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = T
     prior = TrainedPrior(net, state["shape"], sigmas, autocast, compile)
     prior.name = name
     return prior
+
+
+def score_unet_of(prior) -> ScoreUNet:
+    """A trainable copy of the ScoreUNet behind a trained prior (prior=ncsn_mnist or prior=trained):
+    where learned methods (scripts/train.py) start from."""
+    net = getattr(prior, "net", None)
+    if not isinstance(net, ScoreUNet):
+        raise ConfigError(f"a learned method starts from a score UNet trained by scripts/train_prior.py, and "
+                          f"prior={getattr(prior, 'name', type(prior).__name__)} is not one: use prior=ncsn_mnist "
+                          "or prior=trained prior.checkpoint=...")
+    return copy.deepcopy(net).requires_grad_(True)
