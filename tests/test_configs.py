@@ -1,11 +1,13 @@
 """Every config file composes; every option of the cheap groups (quantizer, operator, method)
 builds through the Setup the runner uses, on the default MNIST experiment."""
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONFIGS
 from qcsbench.setup import build
+from qcsbench.validate import check_train_config
 
 GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
@@ -75,3 +77,10 @@ def test_importing_the_package_registers_no_resolver_and_the_cli_does():
             "import qcsbench.cli; assert OmegaConf.has_resolver('div') and OmegaConf.has_resolver('pid')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIGS / "learner").glob("*.yaml")))
+def test_every_learner_passes_the_training_check(tmp_path, name):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"learner={name}", f"out_dir={tmp_path}"])
+    assert check_train_config(cfg)["learner"]["name"] == name
