@@ -23,10 +23,12 @@ def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(python), "-c", "import qcsbench, qcsbench.priors.trained as t; "
-                            "print(qcsbench.__file__); print(sorted(p.name for p in t.WEIGHTS.iterdir()))"],
+    where = subprocess.run([str(python), "-c", "import qcsbench, qcsbench.priors.trained as t, qcsbench.learned.learned_file"
+                            " as f; print(qcsbench.__file__); print(sorted(p.name for p in t.WEIGHTS.iterdir()));"
+                            " print(sorted(p.name for p in f.WEIGHTS.iterdir()))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout
     assert str(venv) in where.splitlines()[0] and "ncsn_mnist.pt" in where  # the installed copy, with its weights
+    assert "idm_mnist_1bit_m200.pt" in where and "restoregrad_mnist_1bit_m200.pt" in where
 
     args = [a for a in TINY if not a.startswith(("num_images", "batch_size"))]
     proc = subprocess.run([str(venv / "bin" / "qcsbench"), *args, "method.num_levels=10", "num_images=2",
