@@ -32,9 +32,9 @@ def test_kl_term_is_the_kl_of_two_zero_mean_normals():
 
 
 def test_diffusion_and_collapse_terms_against_the_gaussian_log_density():
-    """The diffusion term is the error's Mahalanobis distance in the posterior's metric, per pixel
-    -2 log N(err; 0, sigma^2 s^2) - log(2 pi sigma^2 s^2), times the EDM factor (level^2 + sd^2) / sd^2
-    that makes every level unit-scale; the collapse term is ||x0||^2 in the metric of s^2."""
+    """The diffusion term is -2 log N(err; 0, c_out^2) - log(2 pi c_out^2) per pixel, c_out the EDM
+    output scale at the image's sigma; the collapse term is ||x0||^2 in the metric of s_q^2,
+    -2 log N(x0; 0, s_q^2) - log(2 pi s_q^2)."""
     g = torch.Generator().manual_seed(1)
     x0 = torch.rand(2, 1, 3, 3, generator=g, dtype=torch.float64) * 2 - 1
     d = x0 + 0.1 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
@@ -43,13 +43,15 @@ def test_diffusion_and_collapse_terms_against_the_gaussian_log_density():
     sigma = torch.tensor([0.3, 4.0], dtype=torch.float64)
     sd = 0.5
     terms = restoregrad_terms(x0, d, s_q, s_p, sigma, sd)
+
+    def squared_distance(value, scale):
+        return -2 * Normal(torch.zeros_like(value), scale).log_prob(value) - torch.log(2 * math.pi * scale**2)
+
     for i in range(2):
-        level = sigma[i] * s_q[i].flatten()
+        c_out = sigma[i] * sd / math.sqrt(float(sigma[i]) ** 2 + sd**2) * torch.ones(9, dtype=torch.float64)
         err = (d[i] - x0[i]).flatten()
-        mahalanobis = -2 * Normal(torch.zeros_like(err), level).log_prob(err) - torch.log(2 * math.pi * level**2)
-        want = (mahalanobis * (level**2 + sd**2) / sd**2).mean()
-        assert torch.allclose(terms["diffusion"][i], want)
-        assert torch.allclose(terms["collapse"][i], (x0[i].flatten() ** 2 / s_q[i].flatten() ** 2).mean())
+        assert torch.allclose(terms["diffusion"][i], squared_distance(err, c_out).mean())
+        assert torch.allclose(terms["collapse"][i], squared_distance(x0[i].flatten(), s_q[i].flatten()).mean())
         assert torch.allclose(terms["kl"][i], gaussian_kl(s_q[i], s_p[i]).mean())
 
 

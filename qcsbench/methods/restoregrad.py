@@ -41,12 +41,12 @@ def gaussian_kl(s_q: torch.Tensor, s_p: torch.Tensor) -> torch.Tensor:
 
 def restoregrad_terms(x0, denoised, s_q, s_p, sigma, sigma_data: float) -> dict:
     """The three terms of the objective (docs/math.md §11), each a per-image mean over pixels, on
-    [-1, 1] data: the diffusion term in the posterior's metric, EDM-weighted so every level is
-    unit-scale; the KL from posterior to prior; and ||x0||^2 in the posterior's metric, the
-    prior-matching term that keeps s_q from collapsing to zero."""
+    [-1, 1] data: the denoising error at the draw's level, EDM-weighted by the image's sigma (the
+    same weight at every pixel: a per-pixel weight 1/(sigma s)^2 rewards a wider spread everywhere);
+    the KL from posterior to prior; and ||x0||^2 in the posterior's metric, which keeps s_q from
+    collapsing to zero."""
     sigma = sigma.view(-1, *[1] * (x0.dim() - 1))
-    level = sigma * s_q
-    c_out = level * sigma_data / (level**2 + sigma_data**2).sqrt()
+    c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
     diffusion = ((denoised - x0) / c_out) ** 2
     return dict(diffusion=diffusion.flatten(1).mean(1), kl=gaussian_kl(s_q, s_p).flatten(1).mean(1),
                 collapse=(x0 / s_q).pow(2).flatten(1).mean(1))
