@@ -161,7 +161,9 @@ class RestoreGradNet(nn.Module):
         sigma = 2 * torch.exp(math.log(self.sigma_min) + u * (math.log(self.sigma_max) - math.log(self.sigma_min)))
         xi = torch.randn(x.shape, generator=noise, device=x.device)
         noisy = x0 + sigma.view(-1, 1, 1, 1) * s_q * xi
-        return restoregrad_terms(x0, self.denoise(noisy, sigma, s_q, c), s_q, s_p, sigma, self.unet.sigma_data)
+        # the denoiser is told the prior's shape, as at sampling: told s_q, which the Posterior Net
+        # computes from x0, it would read the answer from it and fail when s_p takes its place
+        return restoregrad_terms(x0, self.denoise(noisy, sigma, s_p, c), s_q, s_p, sigma, self.unet.sigma_data)
 
     def loss(self, problem, x: torch.Tensor, noise=None) -> torch.Tensor:
         if noise is None:
