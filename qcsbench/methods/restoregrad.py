@@ -97,7 +97,7 @@ class RestoreGradNet(nn.Module):
     """The conditional model. ``loss(problem, x)`` trains it; ``forward(problem, steps, rng)`` samples."""
 
     def __init__(self, unet: ScoreUNet, prior_kind: str = "learned", sigma_max: float = 50.0,
-                 sigma_min: float = 0.01, spread_min: float = 0.1, spread_max: float = 2.0, eta: float = 0.1,
+                 sigma_min: float = 0.01, spread_min: float = 0.1, spread_max: float = 2.0, eta: float = 10.0,
                  lam: float = 0.01, sampling_steps: int = 20, pixel_rms: float = 0.31):
         super().__init__()
         check_settings(prior_kind, sigma_max, sigma_min, spread_min, spread_max, sampling_steps)
@@ -214,7 +214,7 @@ def check_settings(prior_kind, sigma_max, sigma_min, spread_min, spread_max, sam
 
 
 def learner(prior, name: str = "restoregrad", prior_kind: str = "learned", sigma_max: float = 50.0,
-            sigma_min: float = 0.01, spread_min: float = 0.1, spread_max: float = 2.0, eta: float = 0.1,
+            sigma_min: float = 0.01, spread_min: float = 0.1, spread_max: float = 2.0, eta: float = 10.0,
             lam: float = 0.01, sampling_steps: int = 20, pixel_rms: float = 0.31) -> RestoreGradNet:
     """The untrained model on the prior's UNet: what ``scripts/train.py learner=restoregrad`` trains."""
     return RestoreGradNet(score_unet_of(prior), prior_kind, sigma_max, sigma_min, spread_min, spread_max, eta, lam,
