@@ -1,5 +1,5 @@
 """scripts/train.py from the command line, as a user runs it: one line for a bad value, a local
-grid with -m, a grid on the local SLURM cluster, and run.py on the model it writes."""
+grid with -m whose model the runner builds and runs, and a grid on the local SLURM cluster."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from tests.conftest import ROOT, THREADS, run_cli
+from qcsbench.setup import build
+from tests.conftest import ROOT, THREADS
 from tests.prior_files import trained_file
 from tests.test_sweeps import require_slurm
 
@@ -40,7 +42,7 @@ def test_a_bad_value_is_one_line_and_exit_status_2(tmp_path, prior_file):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_a_local_grid_trains_one_model_per_job_and_run_py_evaluates_it(tmp_path, prior_file):
+def test_a_local_grid_trains_one_model_per_job_and_the_runner_uses_it(tmp_path, prior_file, make_cfg):
     sweep = tmp_path / "sweep"
     proc = train_cli("-m", *TINY, f"prior.checkpoint={prior_file}", "learner.steps=1,2", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -48,14 +50,13 @@ def test_a_local_grid_trains_one_model_per_job_and_run_py_evaluates_it(tmp_path,
         history = json.loads((sweep / job / "history.json").read_text())
         assert [h["step"] for h in history] == [0, 1, 2]
         assert (sweep / job / "model.pt").is_file() and (sweep / job / "train.log").is_file()
-    out = tmp_path / "run"
-    proc = run_cli("method=idm", f"method.checkpoint={sweep / '1' / 'model.pt'}", "m=60", "num_images=2",
-                   "batch_size=2", "logger=none", "method.progress=false", f"results_dir={tmp_path / 'results'}",
-                   f"hydra.run.dir={out}", env=THREADS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["method"] == "idm" and metrics["nfe"] == 2 and metrics["prior"] == "none"
-    assert metrics["components"]["method"]["weights"] and metrics["num_diverged"] == 0
+    # the model as run.py builds and runs it (the command-line path of method=idm is test_idm's end-to-end test)
+    setup = build(make_cfg("method=idm", f"method.checkpoint={sweep / '1' / 'model.pt'}", "m=60", "num_images=2"))
+    problem, _ = setup.problem([0, 1])
+    result = setup.method.recover(problem, None)
+    assert result.nfe == 2 and torch.isfinite(result.x_hat).all()
+    described = setup.describe()
+    assert described["prior"]["name"] == "none" and described["method"]["weights"]
 
 
 def test_a_grid_on_slurm_trains_each_job_on_the_cluster(tmp_path, prior_file):
