@@ -15,9 +15,23 @@ from pathlib import Path
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
 from qcsbench.priors.checkpoints import load_file, load_state
+from qcsbench.priors.score_unet import ScoreUNet
 
 FORMAT = "qcsbench-learned-v1"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+class SpecOnUNet:
+    """``spec()`` and ``rebuild(spec)`` for a learned network whose constructor takes a ScoreUNet
+    and the keyword ``settings`` it keeps: the spec is what the model file stores to rebuild it."""
+
+    def spec(self) -> dict:
+        return dict(unet=dict(self.unet.config), **self.settings)
+
+    @classmethod
+    def rebuild(cls, spec: dict):
+        spec = dict(spec)
+        return cls(ScoreUNet(**spec.pop("unet")), **spec)
 
 
 def problem_record(dataset, operator, channel) -> dict:

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from qcsbench.errors import ConfigError
+from qcsbench.learned import learned_file
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
 from qcsbench.methods.base import LearnedMethod
 from qcsbench.methods.oneshot import matched_back_projection
@@ -49,7 +50,7 @@ class Injector(nn.Module):
         return self.out(F.silu(self.mix(g)))
 
 
-class IDMNet(nn.Module):
+class IDMNet(learned_file.SpecOnUNet, nn.Module):
     """The unrolled network. ``forward(problem)`` gives x_hat on the [0, 1] image scale."""
 
     def __init__(self, unet: ScoreUNet, steps: int = 3, sigma_start: float = 1.0, sigma_end: float = 0.05,
@@ -73,14 +74,6 @@ class IDMNet(nn.Module):
         self.injectors = nn.ModuleList(
             nn.ModuleList(Injector(c, image_channels) for c in unet.block_channels()) for _ in range(int(steps))
         ) if inject else None
-
-    def spec(self) -> dict:
-        return dict(unet=dict(self.unet.config), **self.settings)
-
-    @classmethod
-    def rebuild(cls, spec: dict) -> "IDMNet":
-        spec = dict(spec)
-        return cls(ScoreUNet(**spec.pop("unet")), **spec)
 
     def sigmas(self) -> torch.Tensor:
         return self.log_sigmas.exp()

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qcsbench.errors import ConfigError
+from qcsbench.learned import learned_file
 from qcsbench.methods.base import LearnedMethod
 from qcsbench.methods.oneshot import matched_back_projection
 from qcsbench.priors.base import geometric_sigmas
@@ -93,7 +94,7 @@ def handmade_spread(v: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (local / mean.clamp_min(1e-12)).sqrt().clamp(lo, hi)
 
 
-class RestoreGradNet(nn.Module):
+class RestoreGradNet(learned_file.SpecOnUNet, nn.Module):
     """The conditional model. ``loss(problem, x)`` trains it; ``forward(problem, steps, rng)`` samples."""
 
     def __init__(self, unet: ScoreUNet, prior_kind: str = "learned", sigma_max: float = 50.0,
@@ -114,14 +115,6 @@ class RestoreGradNet(nn.Module):
         if prior_kind == "learned":
             self.prior_net = SpreadNet(c, c, spread_min, spread_max)
             self.posterior_net = SpreadNet(2 * c, c, spread_min, spread_max)
-
-    def spec(self) -> dict:
-        return dict(unet=dict(self.unet.config), **self.settings)
-
-    @classmethod
-    def rebuild(cls, spec: dict) -> "RestoreGradNet":
-        spec = dict(spec)
-        return cls(ScoreUNet(**spec.pop("unet")), **spec)
 
     def condition(self, problem) -> torch.Tensor:
         """c: the learned scale of the matched back-projection, on the [-1, 1] scale."""
