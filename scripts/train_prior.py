@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
+from qcsbench.learned.training import ema_update  # noqa: E402
 from qcsbench.priors import trained_file  # noqa: E402
 from qcsbench.validate import resolve_device  # noqa: E402
 
@@ -97,10 +98,7 @@ def main(cfg: DictConfig) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short memory while the weights move fast
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1 - decay)
+        ema_update(ema, net, step, cfg.ema_decay)
         step += 1
         value = loss.item()
         running = value if running is None else 0.99 * running + 0.01 * value

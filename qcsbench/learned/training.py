@@ -33,6 +33,15 @@ log = logging.getLogger("train")
 EVAL_SEED = 1234  # the held-out images' measurement noise, the same at every evaluation and on resume
 
 
+@torch.no_grad()
+def ema_update(ema, net, step: int, ema_decay: float) -> None:
+    """Move the EMA weights towards the network's, with a short memory while the weights move fast
+    (also what scripts/train_prior.py uses)."""
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.lerp_(p, 1 - decay)
+
+
 class Training:
     """One training run's parts: the data, the problem's operator and channel, the learner, its
     EMA copy and Adam, and where the run stands (step, minutes trained, history)."""
@@ -101,10 +110,7 @@ class Training:
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
         self.opt.step()
-        with torch.no_grad():
-            decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))  # short memory early on
-            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
-                pe.lerp_(p, 1 - decay)
+        ema_update(self.ema, self.net, self.step, self.cfg.ema_decay)
         self.step += 1
         value = loss.item()
         self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
