@@ -12,13 +12,22 @@ import hashlib
 import importlib
 from pathlib import Path
 
+import torch
+
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
-from qcsbench.priors.checkpoints import load_file, load_state
+from qcsbench.priors.checkpoints import first_line, load_file, load_state
 from qcsbench.priors.score_unet import ScoreUNet
 
 FORMAT = "qcsbench-learned-v1"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+# The only network classes a model file may name, by learner (configs/learner/<name>.yaml). A file
+# is data: the class it names is looked up here, never imported from wherever the file points.
+LEARNERS = {"idm": "qcsbench.methods.idm:IDMNet", "restoregrad": "qcsbench.methods.restoregrad:RestoreGradNet"}
+
+# The fields every model file holds and the type each must have.
+FIELDS = dict(learner=str, spec=dict, problem=dict, ema=dict, step=int)
 
 
 class SpecOnUNet:
@@ -50,22 +59,54 @@ def write(path, *, learner: str, spec: dict, problem: dict, ema: dict, step: int
     return save_tensors(path, out)
 
 
-def read(path, key: str = "method.checkpoint") -> dict:
+def read(path, key: str = "method.checkpoint", learner: str | None = None) -> dict:
+    """The model file at ``path`` as a dict, its fields checked; ``learner`` (a LEARNERS name):
+    the file must hold that learner's network."""
     state = load_file(path, key)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{key}={path} is not a model written by scripts/train.py (no format {FORMAT!r}): "
                           "give the model.pt of a training run folder.")
+    for field, kind in FIELDS.items():
+        value = state.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{key}={path} is damaged: its field {field!r} is "
+                              f"{'missing' if field not in state else f'a {type(value).__name__}'}, not a {kind.__name__}.")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["ema"].items()):
+        raise ConfigError(f"{key}={path} is damaged: its field 'ema' is not a dict of named tensors.")
+    named = learner_name(state["learner"], key, path)
+    if learner is not None and named != learner:
+        raise ConfigError(f"{key}={path} holds a model of learner={named}, not of learner={learner}: evaluate it "
+                          f"with method={named}, or give a model trained with learner={learner}.")
     return state
 
 
+def learner_name(learner: str, key: str, path) -> str:
+    """The LEARNERS name of a model file's network class; any other class is refused."""
+    for name, cls in LEARNERS.items():
+        if learner == cls:
+            return name
+    raise ConfigError(f"{key}={path} names the network class {learner!r}, which is not one of qcsbench's "
+                      f"learners ({', '.join(LEARNERS.values())}): only models written by scripts/train.py are read.")
+
+
 def network_class(learner: str):
+    """The class of an allow-listed learner ("module:Class" as LEARNERS spells it)."""
+    if learner not in LEARNERS.values():
+        raise ConfigError(f"the network class {learner!r} is not one of qcsbench's learners "
+                          f"({', '.join(LEARNERS.values())}).")
     module, name = learner.split(":")
     return getattr(importlib.import_module(module), name)
 
 
 def load_network(state: dict, key: str, weights: str = "ema"):
     """The network a learned-model dict describes, with its EMA (or raw ``model``) weights."""
-    net = network_class(state["learner"]).rebuild(state["spec"])
+    try:
+        net = network_class(state["learner"]).rebuild(state["spec"])
+    except ConfigError as err:  # a value the learner refuses, reported under the file, not learner.<knob>
+        raise ConfigError(f"{key} holds a spec its network refuses: {err}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+        raise ConfigError(f"{key} is damaged: its spec does not rebuild a {state['learner']} "
+                          f"({type(err).__name__}: {first_line(err)}).") from None
     load_state(net, state[weights], key, state["learner"])
     return net.eval().requires_grad_(False)
 

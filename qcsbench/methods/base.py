@@ -81,15 +81,17 @@ class LearnedMethod(Method):
     """A method whose network scripts/train.py trained (docs/architecture.md §5). It carries its
     own network, so no prior is built; the model file names the problem it was trained for, and
     ``check_problem`` (called by setup.build, before any compute) refuses another one unless
-    ``allow_mismatch``. ``checkpoint`` null takes qcsbench/learned/weights/<shipped>.pt."""
+    ``allow_mismatch``. ``checkpoint`` null takes qcsbench/learned/weights/<shipped>.pt. ``learner``:
+    the learner (learned_file.LEARNERS) whose model files the method reads; another one is refused."""
 
     needs_prior = False
+    learner: str
 
     def __init__(self, name, checkpoint, shipped, allow_mismatch, progress):
         self.name, self.allow_mismatch, self.progress = name, bool(allow_mismatch), progress
         path = checkpoint if checkpoint is not None else learned_file.WEIGHTS / f"{shipped}.pt"
         self.checkpoint = str(path)
-        self._state = learned_file.read(path)
+        self._state = learned_file.read(path, learner=self.learner)
         self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")
         self.weights = learned_file.file_digest(path)  # part of the result key: retrained weights are new results
         self.trained_steps = int(self._state["step"])

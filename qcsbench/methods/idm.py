@@ -149,10 +149,12 @@ class IDM(LearnedMethod):
     takes the shipped model for the default experiment (qcsbench/learned/weights/). Deterministic:
     NFE = the network's number of steps."""
 
+    learner = "idm"
+
     def __init__(self, name="idm", checkpoint=None, shipped="idm_mnist_1bit_m200", allow_mismatch=False,
                  progress=True):
         super().__init__(name, checkpoint, shipped, allow_mismatch, progress)
-        self.steps = int(self._state["spec"]["steps"])
+        self.steps = self._net.settings["steps"]
 
     @torch.no_grad()
     def _recover(self, problem, prior, rng):

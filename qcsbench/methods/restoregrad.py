@@ -218,13 +218,15 @@ class RestoreGrad(LearnedMethod):
     """Recovery by sampling a model trained with ``scripts/train.py learner=restoregrad``; ``steps``
     null samples with the number it was trained to use. NFE = steps."""
 
+    learner = "restoregrad"
+
     def __init__(self, name="restoregrad", checkpoint=None, shipped="restoregrad_mnist_1bit_m200", steps=None,
                  allow_mismatch=False, progress=True):
         if steps is not None and int(steps) < 1:
             raise ConfigError(f"method.steps={steps} is not allowed: use 1 or more sampling steps.")
         super().__init__(name, checkpoint, shipped, allow_mismatch, progress)
-        self.steps = int(steps if steps is not None else self._state["spec"]["sampling_steps"])
-        self.prior_kind = self._state["spec"]["prior_kind"]
+        self.steps = int(steps if steps is not None else self._net.settings["sampling_steps"])
+        self.prior_kind = self._net.settings["prior_kind"]
 
     @torch.no_grad()
     def _recover(self, problem, prior, rng):
