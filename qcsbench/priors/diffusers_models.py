@@ -8,16 +8,23 @@ converted to the VE score on [0, 1] data by qcsbench.priors.vp. prior=ncsnpp: a 
 model (Fourier time embedding; the UNet itself divides by sigma) on [0, 1] data, as the
 score_sde VE checkpoints (google/ncsnpp-*) were trained; its ladder comes from the
 ScoreSdeVeScheduler config.
+
+The folder's JSON files (config.json, scheduler_config.json, model_index.json) are read here,
+checked, and handed to diffusers as dicts, and the weights are read here (safetensors, or a
+weights-only torch.load): diffusers is never given a path or a name it could look up on the hub.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+import torch
+
 from qcsbench.errors import ConfigError
 from qcsbench.priors.base import geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import existing_dir, first_line
+from qcsbench.priors.checkpoints import existing_dir, first_line, load_file, load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
 
@@ -46,9 +53,40 @@ def model_folder(path, key="prior.path") -> Path:
     return existing_dir(path, key)
 
 
+JSON_TYPES = {str: "a string", list: "an array", int: "a number", float: "a number", bool: "a boolean",
+              type(None): "null"}
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def read_config(file: Path, key="prior.path") -> dict:
+    """A diffusers JSON config as a dict; anything else stops with one sentence naming the file."""
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{key}: {file} is not readable JSON ({first_line(err)}): replace it with the "
+                          "model's own file.") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{key}: {file} holds {JSON_TYPES.get(type(config), 'a value')}, not a JSON object of "
+                          "settings: replace it with the model's own file.")
+    return config
+
+
+def setting(config: dict, name: str, file: Path, default, integer=False, key="prior.path"):
+    """config[name] (``default`` when absent), checked to be a finite number > 0 (an integer >= 1)."""
+    value = config.get(name, default)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not ok or not value > 0:
+        wanted = "an integer >= 1" if integer else "a finite number > 0"
+        raise ConfigError(f"{key}: {file} sets {name}={json.dumps(value)}, which is not allowed: it must be "
+                          f"{wanted}.")
+    return value
+
+
 def _folders(path, key="prior.path"):
     """(unet folder, scheduler config file or None): a bare model folder or a pipeline folder."""
     root = model_folder(path, key)
+    if (root / "model_index.json").is_file():
+        read_config(root / "model_index.json", key)
     unet = root / "unet" if (root / "unet" / "config.json").is_file() else root
     if not (unet / "config.json").is_file():
         raise ConfigError(f"{key}={path} holds no config.json (nor unet/config.json): give a folder written by "
@@ -60,13 +98,50 @@ def _folders(path, key="prior.path"):
     return unet, None
 
 
+def read_weights(folder: Path, key="prior.path") -> dict:
+    """The UNet's state dict from its safetensors file (or its .bin, weights only)."""
+    for name in WEIGHT_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        if name.endswith(".bin"):
+            return load_file(file, key)
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file as load_safetensors
+
+        try:
+            return load_safetensors(file)
+        except (SafetensorError, OSError) as err:
+            raise ConfigError(f"{key}: {file} could not be read as safetensors ({first_line(err)}).") from None
+    raise ConfigError(f"{key}: {folder} holds no {' or '.join(WEIGHT_FILES)} (sharded and other formats are not "
+                      "read): save the UNet with save_pretrained into one file.")
+
+
 def load_unet(folder: Path, key="prior.path"):
+    """The UNet2DModel of a folder, in eval mode, as UNet2DModel.from_pretrained gives it, built
+    from its config.json (read here, a dict) and its weights (read here)."""
     from diffusers import UNet2DModel
 
+    file = folder / "config.json"
+    config = read_config(file, key)
+    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise ConfigError(f"{key}: {file} describes a {config['_class_name']}, not a UNet2DModel: give the folder "
+                          "of an unconditional diffusers UNet.")
+    size = config.get("sample_size", 64)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in
+               (size if isinstance(size, list) and size else [size])):
+        raise ConfigError(f"{key}: {file} sets sample_size={json.dumps(size)}, which is not allowed: it must be "
+                          "a positive integer.")
+    setting(config, "in_channels", file, 3, integer=True, key=key)
     try:
-        return UNet2DModel.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
-    except Exception as err:  # diffusers raises several types for unreadable / foreign folders
-        raise ConfigError(f"{key}={folder} could not be loaded as a diffusers UNet2DModel ({first_line(err)}).") from None
+        unet = UNet2DModel.from_config(config)
+    except Exception as err:  # diffusers raises several types for settings it cannot build
+        raise ConfigError(f"{key}: {file} does not describe a UNet2DModel diffusers can build "
+                          f"({type(err).__name__}: {first_line(err)}).") from None
+    state = read_weights(folder, key)
+    unet._fix_state_dict_keys_on_load(state)  # older files' attention names, renamed as from_pretrained does
+    load_state(unet, state, f"{key}={folder}", "diffusers UNet2DModel")
+    return unet.eval()
 
 
 def _shape(unet):
@@ -91,10 +166,18 @@ def ddpm_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, autoc
                           f"the DDPM noise schedule is needed to convert the model.")
     from diffusers import DDPMScheduler
 
-    config = json.loads(sched_file.read_text())
-    scheduler = DDPMScheduler.from_config(config)
-    unet = load_unet(unet_dir)
+    config = read_config(sched_file)
+    setting(config, "num_train_timesteps", sched_file, 1000, integer=True)
+    try:
+        scheduler = DDPMScheduler.from_config(config)
+    except Exception as err:  # an unknown beta_schedule, betas of the wrong length, ...
+        raise ConfigError(f"prior.path: {sched_file} does not describe a DDPM noise schedule "
+                          f"({type(err).__name__}: {first_line(err)}).") from None
     abar = scheduler.alphas_cumprod.double()
+    if not (torch.isfinite(abar).all() and (abar > 0).all() and (abar < 1).all() and (abar.diff() < 0).all()):
+        raise ConfigError(f"prior.path: {sched_file} gives cumulative alphas that do not decrease within (0, 1): "
+                          "check its betas.")
+    unet = load_unet(unet_dir)
     sigmas = ladder_for(vp_sigmas(abar) / 2, sigma_max, sigma_min, num_levels)
     prior = DiffusersDDPMPrior(unet, _shape(unet), abar, sigmas, config.get("prediction_type", "epsilon"),
                                autocast, compile)
@@ -112,14 +195,18 @@ class DiffusersVEPrior(NetworkPrior):
 def ncsnpp_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, autocast="none", compile=False,
                  name="ncsnpp") -> DiffusersVEPrior:
     unet_dir, sched_file = _folders(path)
-    config = json.loads(sched_file.read_text()) if sched_file else {}
+    config = read_config(sched_file) if sched_file else {}
+    own_max = setting(config, "sigma_max", sched_file, 348.0)
+    own_min = setting(config, "sigma_min", sched_file, 0.01)
+    levels = setting(config, "num_train_timesteps", sched_file, 2000, integer=True)
+    if not own_max > own_min:
+        raise ConfigError(f"prior.path: {sched_file} sets sigma_max={own_max} and sigma_min={own_min}: a VE "
+                          "ladder needs sigma_max > sigma_min.")
     unet = load_unet(unet_dir)
     if unet.config.time_embedding_type != "fourier":
         raise ConfigError(f"prior.path={path} holds a UNet with {unet.config.time_embedding_type} time embedding, "
                           f"not a VE score model (fourier): use prior=ddpm for DDPM models.")
-    own = geometric_sigmas(config.get("sigma_max", 348.0), config.get("sigma_min", 0.01),
-                           config.get("num_train_timesteps", 2000))
-    sigmas = overridden_ladder(own, sigma_max, sigma_min, num_levels)
+    sigmas = overridden_ladder(geometric_sigmas(own_max, own_min, levels), sigma_max, sigma_min, num_levels)
     prior = DiffusersVEPrior(unet, _shape(unet), sigmas, autocast, compile)
     prior.name = name
     return prior
