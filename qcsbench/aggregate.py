@@ -14,11 +14,21 @@ the n - 1 std, and the per-image spread (the runs' per-image std, averaged).
 ``num_images`` is kept as a setting: a different number of images is a different
 average, so runs with 4 and 16 images are not pooled (it shows as a column only where it
 varies, as every setting does).
+
+Sweep folders are data from elsewhere: a run folder reached twice (``SWEEP SWEEP``, a link)
+is read once; runs that repeat a finished result id (a sweep and its re-run after a crash)
+count once; runs of different code versions stay apart (``pool_versions`` averages them);
+a run whose config or metrics cannot be read, or whose numbers are not numbers, is marked
+failed with the reason, and the table is still written. Configs are read as plain YAML,
+and only the interpolations of our own resolvers (``${div:}``, ``${channel_label:}``, other
+keys) are resolved: ``${oc.env:NAME}`` and every other resolver stay text, so reading a
+foreign folder never reads the environment.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +37,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from qcsbench import files, metrics
+from qcsbench.errors import ConfigError
 
 DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir", "optimized_metric"}
 SEEDS = ("seed", "operator.seed")
@@ -37,6 +48,9 @@ LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similar
               psnr_scaled="PSNR after the best scalar fit (dB)")
 DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2)
 FIRST = ("method", "bits", "m", "noise_std")  # the order settings are shown in
+BOOKKEEPING = ("result_id", "code_version", "problem", "repeat_of")  # per-run columns that are not settings
+SAFE_RESOLVERS = {"div", "channel_label"}  # pure functions of their arguments: resolved when reading a config
+RESOLVER_CALL = re.compile(r"\$\{\s*([^\s:}${]+)\s*:")
 
 
 # ---------------------------------------------------------------- one row per run
@@ -82,8 +96,32 @@ def as_run(config: dict, components: dict | None) -> dict:
     return out
 
 
-def run_row(config: dict, numbers: dict | None, where: str) -> dict:
-    """One run: its settings, ``status`` (finished / failed) and its numbers (None when failed)."""
+def checked_numbers(numbers) -> tuple[dict | None, str | None]:
+    """(numbers, None), or (None, why) when a run's numbers cannot be used: not an object, a
+    quality or cost that is neither null nor a finite number, components that are not objects."""
+    if numbers is None:
+        return None, None
+    if not isinstance(numbers, dict):
+        return None, f"its metrics are {type(numbers).__name__}, not an object"
+    for name in [*(f"{n}_{s}" for n in QUALITY for s in ("mean", "std")), *COSTS]:
+        value = numbers.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            return None, f"its {name} is {value!r}, not a number"
+    components = numbers.get("components")
+    if components is not None and not (isinstance(components, dict)
+                                       and all(isinstance(v, dict) for v in components.values())):
+        return None, "its components are not objects of settings"
+    return numbers, None
+
+
+def run_row(config: dict, numbers: dict | None, where: str, problem: str | None = None) -> dict:
+    """One run: its settings, ``status`` (finished / failed), its numbers (None when failed), its
+    result id and code version, and ``problem``: why a run that left files is failed."""
+    numbers, bad = checked_numbers(numbers)
+    problem = problem or bad
+    if problem:
+        numbers = None
     row = settings_of(as_run(config, (numbers or {}).get("components")))
     row["run"] = where
     row["status"] = "finished" if numbers is not None else "failed"
@@ -93,32 +131,89 @@ def run_row(config: dict, numbers: dict | None, where: str) -> dict:
         row[f"{name}_std"] = numbers.get(f"{name}_std")
     for name in COSTS:
         row[name] = numbers.get(name)
+    row.update(result_id=numbers.get("result_id"), code_version=numbers.get("code_version"), problem=problem)
     return row
 
 
-def load_config(job: Path) -> dict:
-    """The run's resolved config; Hydra's copy (resolved here) when the run stopped before writing its own."""
-    if (job / "config.yaml").is_file():
-        return yaml.safe_load((job / "config.yaml").read_text()) or {}
-    from qcsbench import resolvers
+def _read_yaml(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds {type(data).__name__}, not a mapping")
+    return data
 
-    resolvers.register()  # the resolvers Hydra's copy still names
-    config = OmegaConf.load(job / ".hydra" / "config.yaml")
+
+def _inert(value):
+    """A config value with every interpolation that calls a resolver outside SAFE_RESOLVERS escaped
+    (it stays text); plain references (${bits}) and our own resolvers still resolve."""
+    if isinstance(value, dict):
+        return {k: _inert(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_inert(v) for v in value]
+    if isinstance(value, str) and "${" in value and set(RESOLVER_CALL.findall(value)) - SAFE_RESOLVERS:
+        return value.replace("${", "\\${")
+    return value
+
+
+def load_config(job: Path) -> dict:
+    """The run's resolved config (config.yaml, plain YAML), else Hydra's copy with only safe
+    interpolations resolved (docstring at the top). Raises ValueError saying why neither can be read."""
+    reasons = []
+    for path in (job / "config.yaml", job / ".hydra" / "config.yaml"):
+        if not path.is_file():
+            continue
+        try:
+            data = _read_yaml(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as err:
+            reasons.append(f"{path.relative_to(job)} cannot be read ({first_line(err)})")
+            continue
+        if path.name == "config.yaml" and path.parent == job:
+            return data
+        from qcsbench import resolvers
+
+        resolvers.register()
+        try:
+            return OmegaConf.to_container(OmegaConf.create(_inert(data)), resolve=True)
+        except Exception:  # an interpolation that cannot be resolved here: the settings as written
+            return data
+    raise ValueError("; ".join(reasons) or "it has no config.yaml")
+
+
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+
+
+def read_run(job: Path) -> dict:
+    """One run folder as a row; what cannot be read makes it a failed run that says why."""
     try:
-        return OmegaConf.to_container(config, resolve=True)
-    except Exception:  # an interpolation that cannot be resolved here (an unset env variable, say)
-        return OmegaConf.to_container(config, resolve=False)
+        config, problem = load_config(job), None
+    except ValueError as err:
+        config, problem = {}, str(err)
+    numbers = None
+    if (job / "metrics.json").is_file():
+        try:
+            numbers = json.loads((job / "metrics.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            problem = problem or f"metrics.json cannot be read ({first_line(err)})"
+    return run_row(config, numbers, str(job), problem)
 
 
 def find_runs(folders) -> pd.DataFrame:
-    """Every Hydra job under ``folders`` (a folder holding ``.hydra/``), one row each."""
-    rows = []
+    """Every Hydra job under ``folders`` (a folder holding ``.hydra/``), one row each; a job
+    reached twice (the same folder given twice, a link) is read once (``attrs["notes"]`` says so)."""
+    rows, seen, repeated = [], set(), 0
     for folder in folders:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{folder} is not a folder: give the sweep folders that hold the runs.")
         for hydra_dir in sorted(Path(folder).rglob(".hydra")):
-            job = hydra_dir.parent
-            numbers = json.loads((job / "metrics.json").read_text()) if (job / "metrics.json").is_file() else None
-            rows.append(run_row(load_config(job), numbers, str(job)))
-    return pd.DataFrame(rows)
+            job = hydra_dir.parent.resolve()
+            if job in seen:
+                repeated += 1
+                continue
+            seen.add(job)
+            rows.append(read_run(job))
+    frame = pd.DataFrame(rows)
+    frame.attrs["notes"] = [f"{repeated} run folders were reached twice and read once"] if repeated else []
+    return frame
 
 
 def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
@@ -136,14 +231,16 @@ def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
         config = as_run(config, config.pop("described", None))
         config.pop("result_id", None)
         rows.append(run_row(config, summary if finished else None, run.url))
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["notes"] = []
+    return frame
 
 
 # ---------------------------------------------------------------- averaging the seeds
 
 def setting_columns(frame: pd.DataFrame) -> list[str]:
     """The columns that say what was run (not the numbers, not the seeds), in display order."""
-    numbers = {"run", "status", *COSTS, *(f"{n}_{s}" for n in QUALITY for s in ("mean", "std"))}
+    numbers = {"run", "status", *BOOKKEEPING, *COSTS, *(f"{n}_{s}" for n in QUALITY for s in ("mean", "std"))}
     keys = [c for c in frame.columns if c not in numbers and c not in SEEDS]
     return sorted(keys, key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k.count("."), k))
 
@@ -174,21 +271,48 @@ def _count_seeds(runs: pd.DataFrame) -> int:
     return len(runs[present].drop_duplicates()) if present else min(len(runs), 1)
 
 
-def average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting: the settings that vary, then for each quality metric its mean over
-    the seeds, standard error over the seeds and per-image spread, the costs and the run counts."""
-    keys = varying(frame, setting_columns(frame))
+def mark_repeats(frame: pd.DataFrame) -> pd.DataFrame:
+    """``repeat_of``: for a finished run whose result id and number of images an earlier finished
+    run already has (the same images of the same settings by the same code, computed again or
+    resumed: a sweep and its re-run), that earlier run; such a run is counted once."""
+    first, repeats = {}, []
+    for _, row in frame.iterrows():
+        key = (row.get("result_id"), str(row.get("num_images")))
+        repeat = None
+        if row["status"] == "finished" and isinstance(key[0], str):
+            repeat = first.setdefault(key, row["run"])
+            repeat = None if repeat == row["run"] else repeat
+        repeats.append(repeat)
+    return frame.assign(repeat_of=repeats)
+
+
+def with_versions(frame: pd.DataFrame) -> pd.DataFrame:
+    """``code_version`` for every run: a failed run (no metrics) takes the sweep's one version
+    where all its finished runs share one, so that it is counted with them."""
+    version = frame["code_version"] if "code_version" in frame else pd.Series(None, index=frame.index, dtype=object)
+    known = version.dropna().unique()
+    return frame.assign(code_version=version.fillna(known[0]) if len(known) == 1 else version)
+
+
+def average_seeds(frame: pd.DataFrame, pool_versions: bool = False) -> pd.DataFrame:
+    """One row per setting: the settings that vary (the code version among them unless
+    ``pool_versions``), then for each quality metric its mean over the seeds, standard error over
+    the seeds and per-image spread, the costs and the run counts. A run repeating a result id
+    already counted is left out (``repeats``)."""
+    frame = mark_repeats(with_versions(frame))
+    keys = varying(frame, setting_columns(frame) + ([] if pool_versions else ["code_version"]))
     if "method" in frame.columns and "method" not in keys:
         keys = ["method", *keys]
     table = frame.assign(**{k: frame[k].astype(str) for k in keys})
     rows = []
     for values, runs in table.groupby(keys, sort=True, dropna=False) if keys else [((), table)]:
-        done = runs[runs.status == "finished"]
+        done = runs[(runs.status == "finished") & runs.repeat_of.isna()]
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         row.update(runs=len(runs), failed=int((runs.status != "finished").sum()),
-                   seeds=_count_seeds(done),
-                   images_diverged=int(done.num_diverged.fillna(0).sum()) if len(done) else 0,
-                   images=int(pd.to_numeric(done.get("num_images", pd.Series(dtype=float))).fillna(0).sum()))
+                   repeats=int(runs.repeat_of.notna().sum()), seeds=_count_seeds(done),
+                   images_diverged=int(pd.to_numeric(done.num_diverged, errors="coerce").fillna(0).sum()),
+                   images=int(pd.to_numeric(done.get("num_images", pd.Series(dtype=float)), errors="coerce")
+                              .fillna(0).sum()))
         for name in QUALITY:
             means = pd.to_numeric(done[f"{name}_mean"], errors="coerce")
             row[f"{name}_mean"] = float(means.mean()) if means.notna().any() else float("nan")
@@ -199,6 +323,7 @@ def average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary.attrs["settings"] = keys
+    summary.attrs["notes"] = list(frame.attrs.get("notes", []))
     return summary
 
 
@@ -264,7 +389,12 @@ def _notes(summary: pd.DataFrame) -> list[str]:
                          "(left out of the mean)")
         if row["failed"] and _state(row) == "ok":
             notes.append(f"‡ {where}: {row['failed']} of {row['runs']} runs failed")
-    return notes
+        if row.get("repeats"):
+            notes.append(f"{where}: {row['repeats']} runs repeat a result id already counted (the same images, "
+                         "settings and code, e.g. a re-run after a crash) and are counted once")
+    if "code_version" in summary.attrs["settings"]:
+        notes.append("runs of different code versions are kept apart (code_version); pool_versions averages them")
+    return notes + summary.attrs.get("notes", [])
 
 
 def markdown(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
@@ -304,11 +434,22 @@ def latex(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
 
 # ---------------------------------------------------------------- plots
 
+def _number(value) -> float:
+    """A setting's value as a float; NaN where it is not a number (a damaged or foreign config)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _series(summary, x, keys):
-    """{label: rows sorted by x} for the plot of ``x``; series differ in every other varying key."""
+    """{label: rows sorted by x} for the plot of ``x``; series differ in every other varying key.
+    Rows whose ``x`` is not a number are left out of the plot (the table still shows them)."""
     by = [k for k in keys if k != x]
     out = {}
     for _, row in summary.iterrows():
+        if math.isnan(_number(row[x])):
+            continue
         label = ", ".join(str(row[k]) if k == "method" else f"{k}={row[k]}" for k in by) or "all"
         out.setdefault(label, []).append(row)
     return {k: sorted(v, key=lambda r: float(r[x])) for k, v in sorted(out.items())}
@@ -384,7 +525,8 @@ def plots(summary: pd.DataFrame, out: Path, names=("psnr", "ssim")) -> list[Path
         made += plot(summary, "m", name, out / f"{name}_vs_m", xlabel="measurements M")
         made += plot(summary, "bits", name, out / f"{name}_vs_bits", xlabel="bits Q")
     if {"bits", "m"} <= set(keys):
-        budget = summary.assign(bit_budget=summary.bits.astype(int) * summary.m.astype(int))
+        product = pd.to_numeric(summary.bits, errors="coerce") * pd.to_numeric(summary.m, errors="coerce")
+        budget = summary.assign(bit_budget=[int(v) if math.isfinite(v) else v for v in product])
         budget.attrs["settings"] = keys
         series_keys = [k for k in keys if k != "m"] + ["bit_budget"]
         made += plot(budget, "bits", "psnr", out / "bit_budget", keys=series_keys, xlabel="bits Q (Q x M fixed)",
@@ -394,12 +536,23 @@ def plots(summary: pd.DataFrame, out: Path, names=("psnr", "ssim")) -> list[Path
 
 # ---------------------------------------------------------------- all of it
 
-def write_outputs(frame: pd.DataFrame, out) -> dict:
+def failure_notes(frame: pd.DataFrame, shown: int = 5) -> list[str]:
+    """One note per run that left files but could not be used, at most ``shown`` of them."""
+    bad = frame[frame["problem"].notna()] if "problem" in frame else frame.iloc[:0]
+    notes = [f"failed: {row.run}: {row.problem}" for row in bad.head(shown).itertuples()]
+    if len(bad) > shown:
+        notes.append(f"and {len(bad) - shown} more failed runs (runs.csv, column problem)")
+    return notes
+
+
+def write_outputs(frame: pd.DataFrame, out, pool_versions: bool = False) -> dict:
     """runs.csv (one row per run), summary.csv (one per setting), table.md, table.tex and the plots."""
     if frame.empty:
-        raise SystemExit("no runs to aggregate")
+        raise ConfigError("no runs to aggregate.")
     out = Path(out)
-    summary = average_seeds(frame)
+    frame.attrs["notes"] = list(frame.attrs.get("notes", [])) + failure_notes(frame)
+    summary = average_seeds(frame, pool_versions)
+    frame = mark_repeats(with_versions(frame))
     files.write_text(out / "runs.csv", frame.to_csv(index=False))
     files.write_text(out / "summary.csv", summary.to_csv(index=False))
     table = markdown(summary)
@@ -408,8 +561,8 @@ def write_outputs(frame: pd.DataFrame, out) -> dict:
     return dict(runs=frame, summary=summary, table=table, plots=plots(summary, out), out=out)
 
 
-def aggregate(folders, out=None) -> dict:
+def aggregate(folders, out=None, pool_versions: bool = False) -> dict:
     frame = find_runs(folders)
     if frame.empty:
-        raise SystemExit(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/)")
-    return write_outputs(frame, out or folders[0])
+        raise ConfigError(f"no runs found under {', '.join(map(str, folders))} (looked for */.hydra/).")
+    return write_outputs(frame, out or folders[0], pool_versions)

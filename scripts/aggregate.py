@@ -1,6 +1,6 @@
 """Tables and plots from one or more sweep folders, or from W&B.
 
-    python scripts/aggregate.py outputs/sweeps/2026-11-23/11-30-00 [more folders] [--out DIR]
+    python scripts/aggregate.py outputs/sweeps/2026-11-23/11-30-00 [more folders] [--out DIR] [--pool-versions]
     python scripts/aggregate.py --wandb ENTITY/PROJECT [--group GROUP] --out DIR
 
 Every run's settings come from its resolved config; runs that differ only in their seeds
@@ -8,6 +8,10 @@ are averaged (mean ± standard error over the seeds). Writes runs.csv (one row p
 summary.csv (one row per setting), table.md and table.tex (PSNR and SSIM; rows: method;
 columns: the settings that vary; best per column in bold; failed and diverged marked) and
 PNG + PDF plots against M, bits and a fixed bit budget where the sweep has the points.
+
+A run folder reached twice is read once, a run repeating a result id already counted is
+counted once, runs of different code versions stay apart (--pool-versions averages them),
+and a run that cannot be read is a failed run in the table, with the reason in runs.csv.
 """
 import argparse
 import sys
@@ -16,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qcsbench import aggregate  # noqa: E402
+from qcsbench.errors import ConfigError  # noqa: E402
 
 
 def main():
@@ -24,15 +29,24 @@ def main():
     parser.add_argument("--out", help="where to write the tables and plots (default: the first folder)")
     parser.add_argument("--wandb", help="entity/project: read the runs from W&B instead (online)")
     parser.add_argument("--group", help="with --wandb: only this group (sweep)")
+    parser.add_argument("--pool-versions", action="store_true",
+                        help="average runs of different code versions together (kept apart by default)")
     args = parser.parse_args()
-    if args.wandb:
-        result = aggregate.write_outputs(aggregate.from_wandb(args.wandb, args.group), args.out or ".")
-    elif args.folders:
-        result = aggregate.aggregate(args.folders, args.out)
-    else:
+    if not (args.wandb or args.folders):
         parser.error("give sweep folders, or --wandb ENTITY/PROJECT")
+    try:
+        if args.wandb:
+            frame = aggregate.from_wandb(args.wandb, args.group)
+            result = aggregate.write_outputs(frame, args.out or ".", args.pool_versions)
+        else:
+            result = aggregate.aggregate(args.folders, args.out, args.pool_versions)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err if isinstance(err, ConfigError) else f'{err.filename}: {err.strerror}'}", file=sys.stderr)
+        sys.exit(2)
     print(result["table"])
     runs = result["runs"]
+    for note in aggregate.failure_notes(runs, shown=len(runs)):
+        print(note, file=sys.stderr)
     print(f"{len(runs)} runs ({int((runs.status != 'finished').sum())} failed); wrote runs.csv, summary.csv, "
           "table.md, table.tex" + "".join(f", {p.name}" for p in result["plots"]) + f" to {result['out']}")
 

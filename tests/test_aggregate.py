@@ -145,3 +145,137 @@ def test_settings_are_the_ones_the_components_reported(tmp_path):
     row = aggregate.find_runs([tmp_path]).iloc[0]
     assert row["quantizer"] == "none" and row["operator"] == "gaussian" and row["method"] == "qcs_sgm"
     assert row["bits"] is None and row["m"] == 200
+
+
+# ---------------------------------------------------------------- damaged, repeated and foreign sweeps
+
+def finished(method, bits, seed, psnr, version="v1", result_id=None):
+    """A finished run's metrics as the runner writes them: with its result id and code version."""
+    return dict(numbers(psnr, 1.0, 0.5), result_id=result_id or f"{method}{bits}{seed}-{version}", code_version=version)
+
+
+def cell(result, method="qcs_sgm", **where):
+    summary = result["summary"]
+    rows = summary[summary.method == method]
+    for key, value in where.items():
+        rows = rows[rows[key] == str(value)]
+    (index,) = rows.index
+    return rows.loc[index]
+
+
+def test_a_folder_given_twice_or_linked_is_read_once(sweep, tmp_path):
+    (tmp_path / "link").symlink_to(sweep, target_is_directory=True)
+    once = aggregate.aggregate([sweep], tmp_path / "once")
+    twice = aggregate.aggregate([sweep, sweep, tmp_path / "link"], tmp_path / "twice")
+    assert len(twice["runs"]) == len(once["runs"]) == 8
+    assert twice["summary"].drop(columns=[]).equals(once["summary"])
+    assert "16 run folders were reached twice and read once" in twice["table"]
+
+
+def test_a_rerun_of_the_same_result_ids_is_counted_once(tmp_path):
+    """A sweep and its re-run after a crash (the README's advice) in one date folder: the re-run's
+    runs resume the same result ids; averaging them as new seeds would halve the standard error."""
+    for sweep in ("11-30-00", "12-40-00"):
+        for seed, psnr in ((0, 14.0), (1, 15.0)):
+            write_run(tmp_path / "day" / sweep / str(seed), config("qcs_sgm", 1, seed),
+                      finished("qcs_sgm", 1, seed, psnr))
+    result = aggregate.aggregate([tmp_path / "day"], tmp_path / "out")
+    row = cell(result)
+    assert row.runs == 4 and row.repeats == 2 and row.seeds == 2
+    assert row.psnr_mean == pytest.approx(14.5) and row.psnr_se == pytest.approx(0.5)  # not 0.5 / sqrt 2 * ...
+    assert "2 runs repeat a result id already counted" in result["table"]
+    runs = result["runs"]
+    assert runs.repeat_of.notna().sum() == 2
+
+
+def test_code_versions_are_kept_apart_unless_pooled(tmp_path):
+    write_run(tmp_path / "s" / "0", config("qcs_sgm", 1, 0), finished("qcs_sgm", 1, 0, 14.0, "aaa"))
+    write_run(tmp_path / "s" / "1", config("qcs_sgm", 1, 1), finished("qcs_sgm", 1, 1, 15.0, "aaa"))
+    write_run(tmp_path / "s" / "2", config("qcs_sgm", 1, 0), finished("qcs_sgm", 1, 0, 20.0, "bbb"))
+    apart = aggregate.aggregate([tmp_path / "s"], tmp_path / "apart")
+    assert "code_version" in apart["summary"].attrs["settings"]
+    assert cell(apart, code_version="aaa").psnr_mean == pytest.approx(14.5)
+    assert cell(apart, code_version="bbb").psnr_mean == pytest.approx(20.0)
+    assert "kept apart" in apart["table"]
+    pooled = aggregate.aggregate([tmp_path / "s"], tmp_path / "pooled", pool_versions=True)
+    assert cell(pooled).psnr_mean == pytest.approx((14.0 + 15.0 + 20.0) / 3) and cell(pooled).runs == 3
+
+
+# (what is written into the run folder, the reason runs.csv gives)
+DAMAGE = [
+    ({"metrics.json": '{"psnr_mean": 14.0, "ssim_m'}, "metrics.json cannot be read"),
+    ({"metrics.json": '{"psnr_mean": NaN}'}, "its psnr_mean is nan, not a number"),
+    ({"metrics.json": '{"psnr_mean": "high"}'}, "its psnr_mean is 'high', not a number"),
+    ({"metrics.json": '{"psnr_mean": Infinity}'}, "its psnr_mean is inf"),
+    ({"metrics.json": '{"psnr_mean": 14.0, "nfe": true}'}, "its nfe is True"),
+    ({"metrics.json": '[14.0]'}, "its metrics are list, not an object"),
+    ({"metrics.json": '{"psnr_mean": 14.0, "components": "gmm"}'}, "its components are not objects"),
+    ({"metrics.json": '{"psnr_mean": 14.0, "components": {"method": 3}}'}, "its components are not objects"),
+    ({"metrics.json": b"\xff\xfe\x00"}, "metrics.json cannot be read"),
+    ({"config.yaml": "method: [unclosed", ".hydra/config.yaml": "bits: {"}, "config.yaml cannot be read"),
+    ({"config.yaml": "- a list\n- not a mapping\n", ".hydra/config.yaml": "just text"}, "not a mapping"),
+    ({"config.yaml": None, ".hydra/config.yaml": None}, "it has no config.yaml"),
+]
+
+
+def damage(folder, changes):
+    for name, text in changes.items():
+        path = folder / name
+        if text is None:
+            path.unlink()
+        elif isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+
+
+@pytest.mark.parametrize("changes,reason", DAMAGE)
+def test_a_damaged_run_is_marked_failed_and_the_table_is_still_written(sweep, tmp_path, changes, reason):
+    damage(sweep / "0", changes)  # qcs_sgm, bits 1, seed 0
+    result = aggregate.aggregate([sweep], tmp_path / "out")
+    runs = result["runs"].set_index("run")
+    bad = runs.loc[str((sweep / "0").resolve())]
+    assert bad.status == "failed" and reason in bad.problem and math.isnan(bad.psnr_mean)
+    assert (tmp_path / "out" / "table.md").is_file() and "failed: " in result["table"]
+    assert reason in (tmp_path / "out" / "runs.csv").read_text()
+    if "config" not in reason and "mapping" not in reason:  # settings known: the cell shows the other seed only
+        row = cell(result, bits=1)
+        assert row.failed == 1 and row.psnr_mean == pytest.approx(15.0) and "‡" in result["table"]
+
+
+def test_a_foreign_config_never_reads_the_environment(tmp_path, monkeypatch):
+    """Hydra's copy of a run that stopped early, written elsewhere with interpolations: references
+    and our own resolvers resolve; oc.env and every other resolver stay text."""
+    monkeypatch.setenv("QCSBENCH_TEST_SECRET", "hunter2")
+    cfg = config("qcs_sgm", 2, 0)
+    cfg.update(bit_budget=400, m="${div:${bit_budget},${bits}}", results_dir="${oc.env:QCSBENCH_TEST_SECRET}",
+               note="${oc.env:QCSBENCH_TEST_SECRET,fallback}", owner="${oc.decode:'${oc.env:QCSBENCH_TEST_SECRET}'}",
+               copy="${note}", who="${pid:}", run_dir="${hydra:runtime.output_dir}")
+    write_run(tmp_path / "s" / "0", cfg, None, resolved=False)
+    write_run(tmp_path / "s" / "1", config("qcs_sgm", 2, 1), finished("qcs_sgm", 2, 1, 14.0))
+    result = aggregate.aggregate([tmp_path / "s"], tmp_path / "out")
+    text = "".join(p.read_text() for p in (tmp_path / "out").glob("*.csv")) + result["table"]
+    assert "hunter2" not in text and "${oc.env:QCSBENCH_TEST_SECRET,fallback}" in text
+    row = result["runs"].set_index("run").loc[str((tmp_path / "s" / "0").resolve())]
+    assert row.m == 200 and row.status == "failed"  # ${div:} resolved: counted with its setting
+    assert str(__import__("os").getpid()) not in str(row.who)
+
+
+def test_the_script_prints_one_sentence_for_bad_folders_and_marks_damaged_runs(sweep, tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    script = str(aggregate.Path(aggregate.__file__).resolve().parents[1] / "scripts" / "aggregate.py")
+    damage(sweep / "0", {"metrics.json": "{"})
+    monkeypatch.setattr(sys, "argv", ["aggregate.py", str(sweep), "--out", str(tmp_path / "out")])
+    runpy.run_path(script, run_name="__main__")
+    out = capsys.readouterr()
+    assert "| dps |" in out.out and "8 runs (2 failed)" in out.out
+    assert "metrics.json cannot be read" in out.err and "Traceback" not in out.err
+    for args, line in ([str(tmp_path / "nowhere")], f"error: {tmp_path / 'nowhere'} is not a folder"), \
+                      ([str(tmp_path / "out")], "error: no runs found under"):
+        monkeypatch.setattr(sys, "argv", ["aggregate.py", *args])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(script, run_name="__main__")
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith(line) and err.count("\n") == 1
