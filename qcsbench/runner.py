@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from qcsbench import files, metrics, progress, tracking
+from qcsbench import files, fingerprint, metrics, progress, tracking
 from qcsbench.resolvers import channel_label
 from qcsbench.problem import summarize_stats
 from qcsbench.randomness import SAMPLER, ImageRandom
@@ -74,8 +74,21 @@ def summarize(records: list[dict], computed: set, cfg, described: dict) -> dict:
     return out
 
 
+def metric_rows(indices, x_hat: torch.Tensor, x: torch.Tensor) -> list[dict]:
+    """Each image's metrics row: status ok with its metrics, or diverged (NaN or Inf) with none."""
+    scores = metrics.evaluate(x_hat, x)
+    rows = []
+    for j, index in enumerate(indices):
+        finite = bool(torch.isfinite(x_hat[j]).all()) and all(bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
+        row = dict(index=index, status="ok" if finite else "diverged")
+        row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
+        rows.append(row)
+    return rows
+
+
 def recover_batch(setup: Setup, indices) -> list[dict]:
-    """Measure and recover one batch; one record per image (metrics row, recovery, A^T y, cost)."""
+    """Measure and recover one batch; one record per image (metrics row, recovery, A^T y, cost, and
+    the fingerprint of the test image it was computed from)."""
     problem, x = setup.problem(indices)
     device = setup.device
     tic = time.perf_counter()
@@ -84,20 +97,72 @@ def recover_batch(setup: Setup, indices) -> list[dict]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - tic) / len(indices)
-    result_x = result.x_hat.cpu()
-    scores = metrics.evaluate(result.x_hat, x)
+    result_x, truth = result.x_hat.cpu(), x.cpu()
+    rows = metric_rows(indices, result.x_hat, x)
     back = problem.back_projection().cpu()
     records = []
     for j, index in enumerate(indices):
-        finite = bool(torch.isfinite(result.x_hat[j]).all()) and all(
-            bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
-        row = dict(index=index, status="ok" if finite else "diverged")
-        row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
         # clone: a view would carry the whole batch's storage into each image's store file
-        records.append(dict(index=index, row=row, recon=result_x[j].clone(), back_projection=back[j].clone(),
-                            nfe=int(result.nfe), seconds=float(seconds),
+        records.append(dict(index=index, row=rows[j], recon=result_x[j].clone(), back_projection=back[j].clone(),
+                            nfe=int(result.nfe), seconds=float(seconds), image=fingerprint.image(truth[j]),
                             stats={k: float(v[j]) for k, v in result.stats.items()}))
-    log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(scores["psnr"].nanmean()))
+    psnr = torch.tensor([r["psnr"] if r["psnr"] is not None else float("nan") for r in rows])
+    log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(psnr.nanmean()))
+    return records
+
+
+# A stored row is trusted when each metric is within this of what its stored recovery gives
+# (recomputed on the CPU in float64; only the summation order can differ from the first time).
+ROW_TOLERANCE = 1e-6
+
+
+def rows_agree(stored, recomputed: dict) -> bool:
+    if not isinstance(stored, dict) or stored.get("status") != recomputed["status"]:
+        return False
+    for name in metrics.NAMES:
+        a, b = stored.get(name), recomputed[name]
+        if b is None:
+            if a is not None:
+                return False
+        elif not isinstance(a, float) or not abs(a - b) <= ROW_TOLERANCE * max(1.0, abs(b)):
+            return False
+    return True
+
+
+def check_stored(records: dict, test_set, batch_size: int) -> dict[str, list[int]]:
+    """The stored records that cannot be resumed, by reason: ``other images`` (the image's fingerprint
+    is not the test image's now: the data changed) and ``other metrics`` (the metrics row is not what
+    the stored recovery gives against the truth: an edited or damaged record)."""
+    bad = {"other images": [], "other metrics": []}
+    indices = sorted(records)
+    for start in range(0, len(indices), batch_size):  # decoded a batch at a time, as the run decodes them
+        chunk = indices[start:start + batch_size]
+        truth = test_set.batch(chunk)
+        same = [i for j, i in enumerate(chunk) if records[i].get("image") == fingerprint.image(truth[j])]
+        bad["other images"] += [i for i in chunk if i not in same]
+        kept = [i for i in same if isinstance(records[i].get("recon"), torch.Tensor)
+                and records[i]["recon"].shape == truth.shape[1:]]
+        bad["other metrics"] += [i for i in same if i not in kept]
+        if kept:
+            recon = torch.stack([records[i]["recon"] for i in kept])
+            rows = metric_rows(kept, recon, truth[[chunk.index(i) for i in kept]])
+            bad["other metrics"] += [i for i, row in zip(kept, rows) if not rows_agree(records[i].get("row"), row)]
+    return bad
+
+
+def resumable(store: ResultStore, test_set, num_images: int, batch_size: int) -> dict[int, dict]:
+    """The stored records of the first ``num_images`` images that hold what this run would compute;
+    the others are recomputed, with a warning that says why."""
+    records = store.load(range(num_images))
+    for reason, indices in check_stored(records, test_set, batch_size).items():
+        if indices:
+            shown = ", ".join(map(str, indices[:5])) + (" ..." if len(indices) > 5 else "")
+            what = ("were computed from other images than the dataset now holds" if reason == "other images" else
+                    "hold a metrics row that their stored recovery does not give")
+            log.warning("%d stored results in %s %s (images %s); they are recomputed", len(indices), store.dir,
+                        what, shown)
+            for index in indices:
+                records.pop(index)
     return records
 
 
@@ -138,7 +203,9 @@ def run(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     setup = build(cfg)
     logger = instantiate(cfg.logger)
-    store = ResultStore(Path(str(cfg.results_dir)).expanduser(), result_key(config, getattr(setup.method, "weights", None)))
+    inputs = fingerprint.inputs(config, setup.method.needs_prior)
+    store = ResultStore(Path(str(cfg.results_dir)).expanduser(),
+                        result_key(config, getattr(setup.method, "weights", None), inputs))
     with store.locked() if cfg.resume else contextlib.nullcontext():
         return recover_all(setup, config, run_dir, store, logger, started)
 
@@ -148,7 +215,7 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     missing, recover, write the run folder and log."""
     cfg, method = setup.cfg, setup.method
     num_images = cfg.num_images
-    records = store.load(range(num_images)) if cfg.resume else {}
+    records = resumable(store, setup.test_set, num_images, cfg.batch_size) if cfg.resume else {}
     batches = batches_to_run(num_images, cfg.batch_size, records, batch_coupled(store.key))
     todo = [i for b in batches for i in b]
     if cfg.resume and todo:

@@ -7,12 +7,18 @@ fingerprint of the code means that re-running a killed sweep, a requeued SLURM j
 same experiment with more images recomputes only the images that are missing, and that a
 change to the mathematics recomputes everything it touches.
 
+What a path names enters by its contents (qcsbench.fingerprint): the key holds the digest of
+every checkpoint file or model folder instead of its path, and each stored image carries the
+fingerprint of the test image it was computed from, which the runner checks, with the metrics
+row against the stored recovery, before it resumes the image.
+
 Layout: <root>/<settings id>-<code version>/key.json, images/<index>.pt, .lock.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import fcntl
 import functools
 import hashlib
@@ -30,10 +36,12 @@ log = logging.getLogger(__name__)
 # Settings that cannot change a result: how it is logged, shown or batched.
 IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra",
            "optimized_metric"}
+# flock's answers on a file system that has no locks (Lustre without -o flock, some NFS mounts).
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
 # or reject configurations. Editing them keeps the stored results valid.
-NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "resolvers.py", "validate.py", "errors.py", "store.py",
-               "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
+NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py", "errors.py",
+               "store.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
 
 
 def source_fingerprint(package_dir) -> str:
@@ -55,12 +63,24 @@ def code_version() -> str:
     return source_fingerprint(Path(qcsbench.__file__).parent)
 
 
-def result_key(full: dict, weights: str | None = None) -> dict:
+# The stored records' layout: 2 = each record holds ``image``, the fingerprint of its test image.
+RECORDS = 2
+
+
+def result_key(full: dict, weights: str | None = None, inputs: dict | None = None) -> dict:
     """The settings a per-image result depends on, from the resolved config as a dict; ``weights``:
-    the digest of a learned method's model file (retrained weights at the same path are new results)."""
+    the digest of a learned method's model file (retrained weights at the same path are new results);
+    ``inputs``: {"prior.checkpoint": digest, ...} (fingerprint.inputs), each in place of the path.
+    The dataset's root is no key: each stored image carries its test image's fingerprint instead."""
     key = copy.deepcopy({k: v for k, v in full.items() if k not in IGNORED})
     if weights is not None:
         key["method"]["weights"] = weights
+        key["method"].pop("checkpoint", None)
+    key.get("dataset", {}).pop("root", None)
+    for dotted, digest in (inputs or {}).items():
+        group, name = dotted.split(".", 1)
+        key[group][name] = digest
+    key["records"] = RECORDS
     key.get("method", {}).pop("progress", None)
     key.get("prior", {}).pop("cache_dir", None)
     if batch_coupled(key):
@@ -143,7 +163,10 @@ class ResultStore:
 
     @contextlib.contextmanager
     def locked(self):
-        """Exclusive use of this result id while it is being computed (released on exit or death)."""
+        """Exclusive use of this result id while it is being computed (released on exit or death).
+        On a file system without flock (Lustre mounted without -o flock, some NFS set-ups) the run
+        goes on unlocked, with a warning: two runs of the same settings at the same time may then
+        compute an image twice, each writing the same record atomically, so nothing is wrong or lost."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "a") as f:
             try:
@@ -152,6 +175,15 @@ class ResultStore:
                 log.warning("another run is computing result %s; waiting for it to finish (lock %s)",
                             self.id, self.dir / ".lock")
                 fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError as err:
+                if err.errno not in NO_LOCKS:
+                    raise
+                log.warning("the file system of %s does not support file locks (%s; Lustre needs -o flock): this run "
+                            "goes on without the lock, so a simultaneous run of the same settings may compute the "
+                            "same images again (each result is still written whole)", self.root,
+                            err.strerror or errno.errorcode.get(err.errno, err.errno))
+                yield self
+                return
             try:
                 yield self
             finally:

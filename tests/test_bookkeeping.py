@@ -151,3 +151,146 @@ def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(tmp_path, caplog):
     prior = fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
     assert "cannot be read" in caplog.text
     assert prior.means.shape == (2, 784) and cache.stat().st_size == len(good)
+
+
+# ------------------------------------------------------------------ results keyed by contents, verified on load
+
+def digit_folder(root, digits):
+    """A flat image folder of MNIST test digits (28 x 28 gray PNGs) named 0.png, 1.png, ..."""
+    import numpy as np
+    from PIL import Image
+
+    from qcsbench.data import embedded_mnist
+
+    root.mkdir(parents=True, exist_ok=True)
+    images = embedded_mnist("test").images
+    for i, d in enumerate(digits):
+        Image.fromarray(np.asarray(images[d, 0])).save(root / f"{i}.png")
+
+
+FOLDER = ["method=biht", "method.iterations=30", "method.progress=false", "prior=ncsn_mnist", "logger=none",
+          "dataset=image_folder", "dataset.image_size=28", "dataset.channels=1", "batch_size=2"]
+
+
+def test_replaced_images_are_recomputed_and_more_images_resume(make_cfg, tmp_path, caplog):
+    """The issue's reproduction: the images of an image_folder root replaced and the run repeated.
+    Only the changed image is recomputed; the same experiment with more images resumes the rest."""
+    root = tmp_path / "images"
+    digit_folder(root, [0, 1, 2])
+    args = [*FOLDER, f"dataset.root={root}", f"results_dir={tmp_path / 'results'}"]
+    first = run(make_cfg(*args, "num_images=2", f"+run_dir={tmp_path / 'a'}"))
+    more = run(make_cfg(*args, "num_images=3", f"+run_dir={tmp_path / 'b'}"))
+    assert first["num_computed"] == 2 and more["num_resumed"] == 2 and more["result_id"] == first["result_id"]
+    digit_folder(root, [0, 7, 2])  # image 1 replaced in place
+    changed = run(make_cfg(*args, "num_images=3", f"+run_dir={tmp_path / 'c'}"))
+    assert changed["num_resumed"] == 2 and changed["num_computed"] == 1
+    assert "1 stored results in" in caplog.text and "computed from other images than the dataset now holds" in caplog.text
+    fresh = run(make_cfg(*args, "num_images=3", "resume=false", f"+run_dir={tmp_path / 'd'}"))
+    assert changed["psnr_mean"] == fresh["psnr_mean"] != more["psnr_mean"]
+    saved = torch.load(tmp_path / "c" / "recon.pt", weights_only=True)
+    again = torch.load(tmp_path / "d" / "recon.pt", weights_only=True)
+    assert torch.equal(saved["truth"], again["truth"]) and torch.equal(saved["recon"], again["recon"])
+
+
+def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_path, caplog):
+    """Records that load cleanly (weights only) but hold another image's fingerprint, an edited
+    metrics row, or a recovery of the wrong shape are recomputed; the numbers are the true ones."""
+    results = tmp_path / "results"
+    args = [*SMALL, "num_images=4", "batch_size=4", f"results_dir={results}"]
+    first = run(make_cfg(*args, f"+run_dir={tmp_path / 'a'}"))
+    edits = {0: lambda r: r["row"].update(psnr=r["row"]["psnr"] + 5.0),
+             1: lambda r: r.update(image="0123456789abcdef"),
+             2: lambda r: r.update(recon=torch.zeros(3)),
+             3: lambda r: r["row"].update(status="diverged", psnr=None)}
+    for index, edit in edits.items():
+        record = torch.load(stored(results, first, index), weights_only=True)
+        edit(record)
+        torch.save(record, stored(results, first, index))
+    again = run(make_cfg(*args, f"+run_dir={tmp_path / 'b'}"))
+    assert again["num_resumed"] == 0 and again["psnr_mean"] == first["psnr_mean"]
+    assert "1 stored results in" in caplog.text and "computed from other images" in caplog.text
+    assert "3 stored results in" in caplog.text and "hold a metrics row that their stored recovery does not give" \
+        in caplog.text
+    third = run(make_cfg(*args, f"+run_dir={tmp_path / 'c'}"))
+    assert third["num_resumed"] == 4 and third["psnr_mean"] == first["psnr_mean"]
+
+
+def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
+    """Overwritten in place: a new key. The same bytes elsewhere: the same key. A big file is
+    hashed once (size and mtime unchanged), a folder by every file in it."""
+    import hashlib
+
+    from qcsbench import fingerprint
+
+    calls = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, name: calls.append(f.name) or real(f, name))
+
+    def key(prior, cache="cache"):
+        config = dict(prior=prior, dataset=dict(_target_="x", root="/data/somewhere"), cache_dir=str(tmp_path / cache))
+        return store_module.result_key(config, None, fingerprint.inputs(config))
+
+    (tmp_path / "a.pt").write_bytes(b"weights one")
+    first = key(dict(checkpoint=str(tmp_path / "a.pt")))
+    assert str(tmp_path) not in json.dumps(first) and "root" not in first["dataset"]
+    assert key(dict(checkpoint=str(tmp_path / "a.pt"))) == first and len(calls) == 1  # the digest was cached
+    (tmp_path / "b.pt").write_bytes(b"weights one")
+    assert key(dict(checkpoint=str(tmp_path / "b.pt"))) == first  # moved or copied: the same result
+    (tmp_path / "a.pt").write_bytes(b"weights two")  # retrained in place (same size)
+    os.utime(tmp_path / "a.pt", ns=(1, 1))
+    assert key(dict(checkpoint=str(tmp_path / "a.pt"))) != first
+    folder = tmp_path / "model"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "config.json").write_text("{}")
+    (folder / "model_index.json").write_text("{}")
+    one = key(dict(path=str(folder)))
+    (folder / "unet" / "config.json").write_text('{"sample_size": 32}')
+    assert key(dict(path=str(folder))) != one
+    (tmp_path / "cache" / "digests.json").write_text("[not json")  # a damaged digest cache: hashed again
+    assert key(dict(checkpoint=str(tmp_path / "b.pt"))) == first
+
+
+def test_a_gmm_cache_that_is_not_this_fit_is_refitted(tmp_path, caplog):
+    """An edited mean, or the cache file of another fit under this fit's name: refitted, never used."""
+    from qcsbench.data import embedded_mnist
+    from qcsbench.priors import fitted_gmm
+
+    train = embedded_mnist("train").batch(range(100))
+    honest = fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    (cache,) = tmp_path.glob("gmm-*.pt")
+    state = torch.load(cache, weights_only=True)
+    state["means"] = state["means"] + 0.1
+    torch.save(state, cache)
+    prior = fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    assert "is not this fit" in caplog.text and torch.equal(prior.means, honest.means)
+    other = tmp_path / "other"
+    fitted_gmm(train, 3, max_train=100, max_iter=5, cache_dir=str(other))
+    (foreign,) = other.glob("gmm-*.pt")
+    cache.write_bytes(foreign.read_bytes())
+    caplog.clear()
+    prior = fitted_gmm(train, 2, max_train=100, max_iter=5, cache_dir=str(tmp_path))
+    assert "is not this fit" in caplog.text and prior.means.shape == (2, 784) and torch.equal(prior.means, honest.means)
+
+
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch, caplog, code):
+    import errno
+    import fcntl
+
+    def refuse(f, op):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    store = store_module.ResultStore(tmp_path / "results", {"a": 1}, version="v")
+    with store.locked() as held:
+        held.save(dict(index=0, row={}, recon=torch.zeros(1)))
+    assert "does not support file locks" in caplog.text and "Lustre needs -o flock" in caplog.text
+    assert store.load([0])[0]["index"] == 0
+
+    def broken(f, op):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OSError, match="I/O error"):
+        with store.locked():
+            pass

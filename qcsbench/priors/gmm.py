@@ -78,6 +78,15 @@ class GaussianMixturePrior(Prior):
         return -(weighted @ self.u_cat_t).view_as(x).to(x.dtype)
 
 
+def parameters_digest(state: dict) -> str:
+    """SHA-256 of a cached mixture's parameters and key, stored beside them: an edited or damaged
+    file is refitted, not used (a checksum, not a signature: keep the cache folder your own)."""
+    h = hashlib.sha256(str(state.get("key")).encode() + str(state.get("shape")).encode())
+    for name in ("weights", "means", "eigvals", "eigvecs"):
+        h.update(state[name].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,
                seed: int = 0, max_iter: int = 100, cache_dir: str = "~/.cache/qcsbench",
                sigma_max: float = 50.0, sigma_min: float = 0.01, num_levels: int = 232,
@@ -100,13 +109,15 @@ def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1
     if path.is_file():
         try:
             state = torch.load(path, weights_only=True)
+            if state.get("key") != json.dumps(key, sort_keys=True) or state.get("check") != parameters_digest(state):
+                raise ValueError("its recorded key or checksum is not this fit's")  # copied, renamed or edited
             prior = GaussianMixturePrior(state["weights"], state["means"], state["eigvals"], state["eigvecs"],
                                          state["shape"], sigmas)
             log.info("loaded the Gaussian mixture prior from %s", path)
             return prior
-        except Exception as err:  # truncated or corrupt: fit again and replace it
-            log.warning("the cached Gaussian mixture %s cannot be read (%s); fitting it again",
-                        path, type(err).__name__)
+        except Exception as err:  # truncated, corrupt or not this fit: fit again and replace it
+            log.warning("the cached Gaussian mixture %s cannot be read or is not this fit (%s: %s); fitting it again",
+                        path, type(err).__name__, err)
 
     data = images.reshape(count, -1).double().numpy()
     log.info("fitting a %d-component Gaussian mixture on %d training images (cached afterwards)", n_components, count)
@@ -114,8 +125,9 @@ def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1
                          max_iter=max_iter).fit(data)
     prior = GaussianMixturePrior.from_covariances(gm.weights_, gm.means_, gm.covariances_, shape, sigmas)
     try:
-        save_tensors(path, dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
-                                eigvecs=prior.eigvecs, shape=list(shape), key=json.dumps(key, sort_keys=True)))
+        state = dict(weights=torch.exp(prior.log_weights), means=prior.means, eigvals=prior.eigvals,
+                     eigvecs=prior.eigvecs, shape=list(shape), key=json.dumps(key, sort_keys=True))
+        save_tensors(path, dict(state, check=parameters_digest(state)))
     except OSError as err:  # a full disk or a read-only cache costs the next run a refit, not this run
         log.warning("could not cache the fitted Gaussian mixture in %s (%s); it is fitted again next time",
                     path, err.strerror or err)
