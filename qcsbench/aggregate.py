@@ -27,6 +27,7 @@ foreign folder never reads the environment.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -38,6 +39,8 @@ from omegaconf import OmegaConf
 
 from qcsbench import files, metrics
 from qcsbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DISPLAY_ONLY = {"batch_size", "device", "progress", "results_dir", "cache_dir", "resume", "run_dir", "optimized_metric"}
 SEEDS = ("seed", "operator.seed")
@@ -108,6 +111,11 @@ def checked_numbers(numbers) -> tuple[dict | None, str | None]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
             return None, f"its {name} is {value!r}, not a number"
+        if value is not None and value < 0 and not name.endswith("_mean"):
+            return None, f"its {name} is {value!r}, which cannot be negative"
+    for name in ("result_id", "code_version"):
+        if not isinstance(numbers.get(name), (str, type(None))):
+            return None, f"its {name} is {numbers[name]!r}, not text"
     components = numbers.get("components")
     if components is not None and not (isinstance(components, dict)
                                        and all(isinstance(v, dict) for v in components.values())):
@@ -521,16 +529,26 @@ def plots(summary: pd.DataFrame, out: Path, names=("psnr", "ssim")) -> list[Path
     out = Path(out)
     keys = summary.attrs["settings"]
     made = []
+
+    def draw(frame, x, name, path, **kwargs):
+        try:
+            made.extend(plot(frame, x, name, path, **kwargs))
+        except (ValueError, OverflowError) as err:  # values no axis can show (a damaged config's 1e308 bits)
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            log.warning("%s was not drawn: %s", path.name, first_line(err))
+
     for name in names:
-        made += plot(summary, "m", name, out / f"{name}_vs_m", xlabel="measurements M")
-        made += plot(summary, "bits", name, out / f"{name}_vs_bits", xlabel="bits Q")
+        draw(summary, "m", name, out / f"{name}_vs_m", xlabel="measurements M")
+        draw(summary, "bits", name, out / f"{name}_vs_bits", xlabel="bits Q")
     if {"bits", "m"} <= set(keys):
         product = pd.to_numeric(summary.bits, errors="coerce") * pd.to_numeric(summary.m, errors="coerce")
         budget = summary.assign(bit_budget=[int(v) if math.isfinite(v) else v for v in product])
         budget.attrs["settings"] = keys
         series_keys = [k for k in keys if k != "m"] + ["bit_budget"]
-        made += plot(budget, "bits", "psnr", out / "bit_budget", keys=series_keys, xlabel="bits Q (Q x M fixed)",
-                     title="PSNR at a fixed bit budget Q x M")
+        draw(budget, "bits", "psnr", out / "bit_budget", keys=series_keys, xlabel="bits Q (Q x M fixed)",
+             title="PSNR at a fixed bit budget Q x M")
     return made
 
 

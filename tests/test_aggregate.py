@@ -279,3 +279,28 @@ def test_the_script_prints_one_sentence_for_bad_folders_and_marks_damaged_runs(s
             runpy.run_path(script, run_name="__main__")
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.startswith(line) and err.count("\n") == 1
+
+
+def test_random_damage_to_a_sweep_never_stops_the_table(tmp_path):
+    """Settings and numbers replaced by values of the wrong kind, files truncated or not YAML, the
+    folder given twice: every sweep still gives its table (a fixed seed, so a failure reproduces)."""
+    import random
+
+    odd = [None, "abc", [1, 2], {"x": 1}, float("nan"), -1, 0, True, "${oc.env:HOME}", 1e308, "", "???"]
+    rng = random.Random(0)
+    for trial in range(10):
+        root = tmp_path / str(trial)
+        for i in range(4):
+            cfg = config(rng.choice(["qcs_sgm", "dps"]), rng.choice([1, 2]), i % 2)
+            num = dict(numbers(14.0 + i, 1.0, 0.5), result_id=f"r{i % 3}", code_version=rng.choice("ab"))
+            for _ in range(2):
+                cfg[rng.choice(["method", "bits", "m", "seed", "num_images", "quantizer", "noise_std"])] = rng.choice(odd)
+                num[rng.choice(["psnr_mean", "psnr_std", "num_diverged", "components", "result_id", "nfe"])] = \
+                    rng.choice(odd)
+            write_run(root / str(i), cfg, num)
+            if rng.random() < 0.3:
+                (root / str(i) / "metrics.json").write_text(rng.choice(["", "{", "null", "[]", "3"]))
+            if rng.random() < 0.3:
+                (root / str(i) / "config.yaml").write_text(rng.choice(["", ":", "[", "- 1", "a: !!python/object:os.system {}"]))
+        result = aggregate.aggregate([root, root], root / "out", pool_versions=trial % 2 == 1)
+        assert len(result["runs"]) == 4 and (root / "out" / "table.md").is_file()
