@@ -144,7 +144,7 @@ def composition_error(err: Exception, overrides: list[str], compose) -> str:
             cfg = None
         node = OmegaConf.select(cfg, parent) if cfg is not None and parent else cfg
         if node is not None and OmegaConf.is_dict(node):
-            keys = ", ".join(k for k in node if k != "hydra")
+            keys = ", ".join(k for k in node if k != "hydra" and not k.startswith("_"))
             where = f"{parent} ({cfg.hydra.runtime.choices.get(parent, parent)})" if parent else "the config"
             return f"{key} is not a setting of {where}: use one of {keys}."
     first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")

@@ -210,7 +210,7 @@ def writable_folder(key: str, value) -> None:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
-        raise ConfigError(f"{key}={value} is not writable ({probe}: {err.strerror}): "
+        raise ConfigError(f"{key}={value} is not writable (no file can be created in {probe}: {err.strerror}): "
                           "use a folder you can write to.") from None
 
 
