@@ -151,18 +151,26 @@ def composition_error(err: Exception, overrides: list[str], compose) -> str:
     return f"the command line cannot be composed into a config ({first})."
 
 
+def check_readable(overrides: list[str]) -> None:
+    """Each override parses as Hydra's grammar; one at a time, so the sentence names the one that does not."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            parser.parse_overrides([line])
+        except HydraException as err:
+            first = (str(err).strip().splitlines() or ["unreadable"])[0]
+            raise ConfigError(f"{line} cannot be read ({first}): write key=value, group=option or +key=value.") from None
+
+
 def jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists to compose: the command line itself, or in a sweep each value of each
     swept key once (the other keys at their first value)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    for line in overrides:  # one at a time, so the sentence names the one that cannot be read
-        try:
-            parser.parse_overrides([line])
-        except HydraException as err:
-            first = (str(err).strip().splitlines() or ["unreadable"])[0]
-            raise ConfigError(f"{line} cannot be read ({first}): write key=value, group=option or +key=value.") from None
+    check_readable(overrides)
     if not multirun:
         return [overrides]
     values = []
