@@ -32,7 +32,6 @@ def run_one(method: str, m: int, args) -> dict:
     run_dir = run_folder(Path(args.out), method, m, args.overrides)
     cmd = [sys.executable, str(ROOT / "run.py"), f"method={method}", f"m={m}", "logger=none", "method.progress=false",
            f"hydra.run.dir={run_dir}", *(["resume=false"] if args.force else []), *args.overrides]
-    print(" ".join(cmd[1:]), file=sys.stderr, flush=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the table reads only what this run writes
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
