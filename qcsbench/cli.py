@@ -137,7 +137,9 @@ def composition_error(err: Exception, overrides: list[str], compose) -> str:
     if unknown and "not in struct" in str(err.__cause__):
         key = unknown.group(1)
         parent, _, _ = key.rpartition(".")
-        others = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+        named = [(o.lstrip("+~").split("=", 1)[0], o) for o in overrides]
+        # the group as composed without any of its settings (another may be unknown too)
+        others = [o for k, o in named if k != key and not (parent and k.startswith(parent + "."))]
         try:
             cfg = compose(others)
         except Exception:
