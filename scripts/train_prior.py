@@ -74,7 +74,7 @@ def main(cfg: DictConfig) -> None:
     step, running = 0, None
     ckpt = out_dir / "checkpoint.pt"
     if cfg.resume and ckpt.is_file():
-        state = trained_file.read(ckpt, "checkpoint")
+        state = trained_file.read(ckpt, "checkpoint", checkpoint=True)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
