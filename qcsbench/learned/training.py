@@ -84,7 +84,8 @@ class Training:
     def resume(self, path: Path) -> None:
         state = learned_file.read(path, "out_dir checkpoint")
         missing = [k for k in CHECKPOINT_KEYS if k not in state]
-        missing += [f"train_config.{k}" for k in ("minutes", "history") if k not in state.get("train_config", {})]
+        if isinstance(state.get("train_config"), dict):
+            missing += [f"train_config.{k}" for k in ("minutes", "history") if k not in state["train_config"]]
         if missing:
             raise ConfigError(f"{path} lacks {', '.join(missing)}, which a checkpoint.pt of scripts/train.py holds: "
                               "pick a new out_dir, or resume=false to start over there.")

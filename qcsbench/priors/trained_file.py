@@ -14,6 +14,7 @@ from qcsbench.files import save_tensors
 from qcsbench.priors.checkpoints import load_file
 
 FORMAT = "qcsbench-score-unet-v1"
+UNET_KEYS = ("in_channels", "channels", "emb_dim", "sigma_data")  # ScoreUNet's keyword arguments
 
 
 def write(path, *, config: dict, shape, ema: dict, sigma_max: float, sigma_min: float, num_levels: int, step: int,
@@ -39,7 +40,7 @@ def problem(state: dict, checkpoint: bool) -> str | None:
     """What is wrong with a trained-prior dict (its first field that cannot work), or None."""
     config = state.get("config")
     fields = {
-        "config": isinstance(config, dict) and set(config) <= {"in_channels", "channels", "emb_dim", "sigma_data"},
+        "config": isinstance(config, dict),
         "config.in_channels": not isinstance(config, dict) or _int(config.get("in_channels", 1), 1),
         "config.channels": not isinstance(config, dict) or (
             isinstance(config.get("channels", [1]), (list, tuple)) and len(config.get("channels", [1])) > 0
@@ -61,6 +62,9 @@ def problem(state: dict, checkpoint: bool) -> str | None:
             value = state.get(head) if not sub else state[head].get(sub)
             shown = repr(value) if len(repr(value)) <= 60 and "\n" not in repr(value) else f"a {type(value).__name__}"
             return f"{name} is missing" if value is None else f"{name} is {shown}, which cannot work"
+    unknown = sorted(set(config) - set(UNET_KEYS))
+    if unknown:
+        return f"config holds {', '.join(map(str, unknown))}, which the score UNet does not take"
     if not state["sigma_max"] > state["sigma_min"]:
         return f"sigma_max {state['sigma_max']} is not above sigma_min {state['sigma_min']}"
     return None
