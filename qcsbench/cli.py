@@ -147,7 +147,8 @@ def composition_error(err: Exception, overrides: list[str], compose) -> str:
         node = OmegaConf.select(cfg, parent) if cfg is not None and parent else cfg
         if node is not None and OmegaConf.is_dict(node):
             keys = ", ".join(k for k in node if k != "hydra" and not k.startswith("_"))
-            where = f"{parent} ({cfg.hydra.runtime.choices.get(parent, parent)})" if parent else "the config"
+            choice = cfg.hydra.runtime.choices.get(parent) if parent else None
+            where = f"{parent}={choice}" if choice else (parent or "the config")
             return f"{key} is not a setting of {where}: use one of {keys}."
     first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
     return f"the command line cannot be composed into a config ({first})."

@@ -19,12 +19,12 @@ COMPOSITION = [
     (["method=foo"], "method=foo is not an option of method: use one of ald, biht, diff_onebit, diffpir, dps, idm, "
                      "oneshot, qcs_sgm, qcs_sgm_plus, restoregrad."),
     (["+experiment=foo"], "experiment=foo is not an option of experiment: use one of gpu, onebit_ffhq256_table,"),
-    (["method=dps", "method.foo=1"], "method.foo is not a setting of method (dps): use one of name, num_levels,"),
+    (["method=dps", "method.foo=1"], "method.foo is not a setting of method=dps: use one of name, num_levels,"),
     (["foo=1"], "foo is not a setting of the config: use one of dataset, prior,"),
     (["m=["], "m=[ cannot be read (no viable alternative at input '['): write key=value"),
     (["hydra/launcher=nope"], "hydra/launcher=nope is not an option of hydra/launcher: use one of basic, slurm,"),
     (["-m", "method=qcs_sgm,foo"], "method=foo is not an option of method"),  # each value of a sweep
-    (["-m", "bits=1,2", "method=dps,qcs_sgm", "method.step_lr=1e-5"], "method.step_lr is not a setting of method (dps)"),
+    (["-m", "bits=1,2", "method=dps,qcs_sgm", "method.step_lr=1e-5"], "method.step_lr is not a setting of method=dps"),
     (["-m", "dataset=mnist,nope"], "dataset=nope is not an option of dataset"),
 ]
 

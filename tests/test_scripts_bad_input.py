@@ -125,7 +125,7 @@ CALIBRATE = [
     (["--operators", "dct"], "argument --operators: invalid choice: 'dct'"),
     (["--methods", "idm"], "--methods idm: learned methods carry a network trained for 28 x 28 MNIST images"),
     (["--methods", "qcs_sgm", "restoregrad"], "--methods restoregrad: learned methods"),
-    (["--methods", "qcs_sgm", "--", "method.foo=1"], "method.foo is not a setting of method (qcs_sgm): use one of name,"),
+    (["--methods", "qcs_sgm", "--", "method.foo=1"], "method.foo is not a setting of method=qcs_sgm: use one of name,"),
     (["--methods", "dps", "--", "+method.foo=1"], "method.foo is not a setting of method=dps"),
     (["--methods", "qcs_sgm", "--", "method.step_lr=-1"], "method.step_lr=-1 is not allowed: use a finite number > 0"),
     (["--methods", "qcs_sgm", "--", "method.sigma_max=0.001", "method.sigma_min=0.01"],
