@@ -1,11 +1,11 @@
 """qcsbench: ``python run.py`` runs one experiment, ``python run.py -m ...`` a grid.
 The installed ``qcsbench`` command is the same task (qcsbench/cli.py) on the packaged configs."""
-import hydra
+from pathlib import Path
 
-from qcsbench.cli import task
+from qcsbench.cli import hydra_main, task
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+@hydra_main(config_path=str(Path(__file__).resolve().parent / "configs"), config_name="config")
 def main(cfg):
     return task(cfg)
 

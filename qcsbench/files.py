@@ -37,9 +37,11 @@ def atomic_write(path: Path, write) -> Path:
         write(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None:  # named by the file meant, not its temporary name
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 

@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import files, fingerprint, metrics, progress, tracking
+from qcsbench.errors import ConfigError, unwritable
 from qcsbench.resolvers import channel_label
 from qcsbench.problem import summarize_stats
 from qcsbench.randomness import SAMPLER, ImageRandom
@@ -197,6 +198,21 @@ def save_to_store(store: ResultStore, record: dict) -> None:
                     record["index"], store.dir, err.strerror or err)
 
 
+@contextlib.contextmanager
+def run_folder_writes(run_dir: Path, store: ResultStore, resume: bool):
+    """A run folder that cannot be written (disk full, read-only) ends the run in one sentence
+    that says where its finished images are."""
+    try:
+        yield
+    except OSError as err:
+        if unwritable(err) is None:
+            raise
+        kept = (f"the finished images are kept in results_dir={store.dir} and a re-run resumes them" if resume
+                else "with resume=false the finished images are not kept")
+        raise ConfigError(f"the run folder {run_dir} could not be written ({err.strerror}: {err.filename}): {kept}; "
+                          "free some space or give hydra.run.dir a folder you can write to.") from None
+
+
 def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     config = check_config(cfg)  # every knob, before any data is read or any prior built
@@ -226,7 +242,8 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     if records:
         log.info("%d of %d images are already finished in %s; recovering %d",
                  num_images - len(todo), num_images, store.dir, len(todo))
-    files.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    with run_folder_writes(run_dir, store, cfg.resume):
+        files.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     logger.start(dict(config, described=described, result_id=store.id), run_dir,
                  run_id=tracking.wandb_run_id(run_dir, store.id), **job_identity(cfg, described))
@@ -248,7 +265,8 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
         if summary["num_diverged"]:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)
-        grid = write_results(run_dir, ordered, summary, setup.test_set)
+        with run_folder_writes(run_dir, store, cfg.resume):
+            grid = write_results(run_dir, ordered, summary, setup.test_set)
         logger.log_results(summary, [r["row"] for r in ordered], grid)
         exit_code = 0
         log.info("psnr %.2f dB, ssim %.3f over %d images; results in %s", summary["psnr_mean"] or float("nan"),

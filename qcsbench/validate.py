@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -87,6 +87,7 @@ def text_list() -> Rule:
     return Rule(lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings, e.g. [a,b]")
 
 
+SEED32, SEED64 = 2**32 - 1, 2**64 - 1  # what scikit-learn's random_state and torch.manual_seed take
 AUTOCAST = choice("none", "bf16", "fp16")
 SIGMA = number(0, lo_open=True, null=True)
 
@@ -98,8 +99,8 @@ TOP = {
 }
 DATASET = {"image_size": integer(1), "center_crop": integer(1, null=True), "channels": choice(1, 3)}
 PRIOR = {
-    "name": text(), "n_components": integer(1), "reg_covar": number(0, lo_open=True), "max_train": integer(1, null=True),
-    "seed": integer(0), "max_iter": integer(1), "sigma_max": SIGMA, "sigma_min": SIGMA,
+    "name": text(), "n_components": integer(1), "reg_covar": number(0, lo_open=True), "max_train": integer(2, null=True),
+    "seed": integer(0, SEED32), "max_iter": integer(1), "sigma_max": SIGMA, "sigma_min": SIGMA,
     "num_levels": integer(1, null=True), "use_ema": boolean(), "autocast": AUTOCAST, "compile": boolean(),
     "channels": integer(1), "image_size": integer(1), "ngf": integer(1), "deepest": boolean(),
     "in_channels": integer(1), "num_channels": integer(1), "num_res_blocks": integer(1),
@@ -110,7 +111,7 @@ PRIOR = {
     "use_scale_shift_norm": boolean(), "resblock_updown": boolean(), "diffusion_steps": integer(1),
     "noise_schedule": choice("linear"), "shipped": choice("ncsn_mnist", null=True),
 }
-OPERATOR = {"seed": integer(0), "kappa": number(1), "rho": number(0, 1, hi_open=True), "max_oversampling": integer(1),
+OPERATOR = {"seed": integer(0, SEED64), "kappa": number(1), "rho": number(0, 1, hi_open=True), "max_oversampling": integer(1),
             "block": integer(1)}
 QUANTIZER = {
     "bits": integer(1, 16), "noise_std": number(0), "range": choice("image", "batch"), "dither": boolean(),
@@ -131,7 +132,7 @@ METHOD = {
 }
 # scripts/train.py: the training knobs and the learner group (configs/train.yaml, configs/learner/).
 TRAIN = {
-    "batch_size": integer(1), "lr": number(0, lo_open=True), "warmup_steps": integer(0),
+    "seed": integer(0, SEED64), "batch_size": integer(1), "lr": number(0, lo_open=True), "warmup_steps": integer(0),
     "grad_clip": number(0, lo_open=True, null=True), "ema_decay": number(0, 1, hi_open=True), "max_steps": integer(0),
     "max_minutes": number(0, lo_open=True, null=True), "eval_every": integer(1), "eval_images": integer(1),
     "log_every": integer(1), "save_every": integer(1), "threads": integer(1, null=True),
@@ -150,6 +151,9 @@ LOGGER = {"project": text(), "entity": text(null=True), "mode": choice("online",
           "group": text(null=True), "tags": text_list(), "name": text(null=True)}
 GROUPS = {"dataset": DATASET, "prior": PRIOR, "operator": OPERATOR, "quantizer": QUANTIZER, "method": METHOD,
           "logger": LOGGER}
+# Top-level keys besides TOP and GROUPS: anything else (+debug=tiny with no debug group) is a typo.
+OTHER_TOP = ("m", "device", "cache_dir", "results_dir", "optimized_metric", "run_dir")
+TRAIN_TOP = ("learner", "out_dir")
 # Priors that read a checkpoint file and those that read a model folder.
 CHECKPOINT_PRIORS = ("ncsnv2_prior", "adm_prior", "trained_prior")
 FOLDER_PRIORS = ("ddpm_prior", "ncsnpp_prior")
@@ -190,7 +194,10 @@ def resolve_device(name) -> torch.device:
 
 def writable_folder(key: str, value) -> None:
     """A folder that exists and is writable, or can be created: its nearest existing ancestor
-    must be a writable folder."""
+    must be a writable folder. Writing is tried (a nameless temporary file), not inferred from
+    permission bits, which say nothing to root nor of a read-only or full file system."""
+    if value is None or not str(value).strip():
+        raise ConfigError(f"{key}= is empty: give a folder path (it is created if missing).")
     path = Path(str(value)).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{key}={value} is not a folder: use a folder path (it is created if missing).")
@@ -199,8 +206,12 @@ def writable_folder(key: str, value) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise ConfigError(f"{key}={value} cannot be created ({probe} is not a folder): use a folder path.")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={value} is not writable ({probe} is read-only): use a folder you can write to.")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{key}={value} is not writable (no file can be created in {probe}: {err.strerror}): "
+                          "use a folder you can write to.") from None
 
 
 def existing_folder(key: str, value, hint: str) -> Path:
@@ -290,7 +301,9 @@ def check_prior_files(node: dict) -> None:
         path = node.get("path")
         if path is None:
             raise ConfigError("prior.path is not set: give the folder of the model (the one holding config.json).")
-        folder = existing_folder("prior.path", path, "give the folder that holds the model's config.json.")
+        from qcsbench.priors.diffusers_models import model_folder
+
+        folder = model_folder(path)  # a model id (ORG/NAME) is looked up in the local Hugging Face cache
         if not ((folder / "config.json").is_file() or (folder / "unet" / "config.json").is_file()):
             raise ConfigError(f"prior.path={path} holds no config.json (nor unet/config.json): "
                               "give a folder written by diffusers' save_pretrained.")
@@ -307,6 +320,24 @@ def check_gmm_has_train_split(dataset: dict, prior: dict) -> None:
                           "test images in root/test, or use a network prior.")
 
 
+def check_gmm_sizes(prior: dict) -> None:
+    """A mixture needs at least as many training images as components (scikit-learn's rule);
+    with max_train set that is known now, otherwise fitted_gmm checks it against the data."""
+    if str(prior.get("_target_", "")).endswith("fitted_gmm"):
+        count, components = prior.get("max_train"), prior.get("n_components")
+        if count is not None and components is not None and components > count:
+            raise ConfigError(f"prior.n_components={components} is not allowed with prior.max_train={count}: "
+                              "a mixture needs at least as many training images as components.")
+
+
+def check_noiseless_diffpir(config: dict) -> None:
+    """DiffPIR's Gaussian data term needs a width: its own noise_std, or the channel's."""
+    method, channel = config.get("method", {}), config.get("quantizer", {})
+    if (str(method.get("_target_", "")).endswith("DiffPIR") and method.get("noise_std") is None
+            and channel.get("noise_std") == 0):
+        raise ConfigError("method.noise_std=null is not allowed for a noiseless channel: set method.noise_std > 0.")
+
+
 def first_missing(cfg) -> str | None:
     """The first mandatory value (???) left unset, as its full key."""
     missing = OmegaConf.missing_keys(cfg)
@@ -314,9 +345,21 @@ def first_missing(cfg) -> str | None:
     return next((k for k in order if k in missing), None)
 
 
-def check_config(cfg) -> dict:
+def check_top_keys(cfg, extra=()) -> None:
+    """Every top-level key is one we read: a key added with + that nothing reads is refused,
+    not silently ignored (``+debug=tiny`` where no debug group exists runs the default otherwise)."""
+    known = {*TOP, *GROUPS, *OTHER_TOP, *extra}
+    for key in cfg:
+        if key not in known and key != "hydra":
+            raise ConfigError(f"{key} is not a setting (no config group or top-level key has that name): "
+                              f"use one of {', '.join(sorted(known))}.")
+
+
+def check_config(cfg, extra_keys=()) -> dict:
     """Check the composed config; return it resolved as a plain dict (for the result key and
-    the logger). Raises ConfigError with one sentence at the first bad value."""
+    the logger). Raises ConfigError with one sentence at the first bad value. ``extra_keys``:
+    the top-level keys a script reads besides run.py's."""
+    check_top_keys(cfg, extra_keys)
     for key, rule in TOP.items():  # first, as other values are computed from them (m = bit_budget / bits)
         if key in cfg and not OmegaConf.is_missing(cfg, key) and not OmegaConf.is_interpolation(cfg, key):
             check_value(key, cfg[key], rule)
@@ -349,6 +392,8 @@ def check_config(cfg) -> dict:
     for group in ("prior", "method"):
         check_ladder(group, config.get(group, {}))
     check_prior_files(config.get("prior", {}))
+    check_gmm_sizes(config.get("prior", {}))
+    check_noiseless_diffpir(config)
     if config.get("method", {}).get("checkpoint") is not None:
         readable_checkpoint("method.checkpoint", config["method"]["checkpoint"])
     quantizer = str(config.get("quantizer", {}).get("_target_", "")).rsplit(".", 1)[-1]
@@ -364,7 +409,7 @@ def check_train_config(cfg) -> dict:
     for key, rule in TRAIN.items():  # the knobs the command line sets most, first
         if key in cfg and not OmegaConf.is_interpolation(cfg, key):
             check_value(key, cfg[key], rule)
-    config = check_config(cfg)
+    config = check_config(cfg, (*TRAIN, *TRAIN_TOP))
     check_group("learner", config.get("learner"), LEARNER)
     if str(config["prior"].get("_target_", "")).rsplit(".", 1)[-1] != "trained_prior":
         raise ConfigError(f"prior={option_name('prior', config['prior'])} cannot start a learner, which fine-tunes a "

@@ -20,6 +20,7 @@ import time
 import torch
 
 from qcsbench.channels import UniformQuantizer
+from qcsbench.cli import ScriptArguments, positive
 from qcsbench.likelihood.ep import EPLikelihoodScore
 from qcsbench.likelihood.diagonal import DiagonalLikelihoodScore
 from qcsbench.operators import ill_conditioned
@@ -49,9 +50,9 @@ def random_gmm(shape, components, g):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser = ScriptArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument("--repeats", type=positive, default=20)
     parser.add_argument("--no-prior", action="store_true", help="skip the Gaussian-mixture prior timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

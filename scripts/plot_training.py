@@ -17,28 +17,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qcsbench.cli import ScriptArguments, fail, one_sentence  # noqa: E402
+from qcsbench.errors import ConfigError  # noqa: E402
 from qcsbench.files import atomic_write  # noqa: E402
+from qcsbench.validate import writable_folder  # noqa: E402
 
 
-def read_history(where: str) -> list[dict]:
+def read_history(where: str) -> dict[int, float]:
+    """{step: held-out PSNR} of a run's history.json; a missing or damaged file is one sentence."""
     path = Path(where)
     path = path / "history.json" if path.is_dir() else path
     if not path.is_file():
-        sys.exit(f"error: {where} holds no history.json: give a training run folder of scripts/train.py.")
-    return json.loads(path.read_text())
+        raise ConfigError(f"{where} holds no history.json: give a training run folder of scripts/train.py.")
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path} cannot be read as JSON ({err}): give the history.json scripts/train.py wrote.") from None
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and type(h.get("step")) is int and type(h.get("eval_psnr")) in (int, float)
+            for h in history):
+        raise ConfigError(f"{path} is not a training history (a list of entries with an integer step and a number "
+                          "eval_psnr): give the history.json scripts/train.py wrote.")
+    if not history:
+        raise ConfigError(f"{path} holds no evaluation yet: plot it after the first eval_every steps.")
+    return {h["step"]: h["eval_psnr"] for h in history}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    parser = ScriptArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_FOLDER")
     parser.add_argument("--out", default="training_curves.png", help="where the plot goes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if Path(args.out).is_dir():
+        fail(f"--out {args.out} is a folder: give the file the plot goes to, e.g. {Path(args.out) / 'curves.png'}.")
+    writable_folder("--out", Path(args.out).expanduser().absolute().parent)  # its folder
     curves = {}
     for item in args.runs:
-        if "=" not in item:
-            sys.exit(f"error: {item} is not LABEL=RUN_FOLDER: name each run, e.g. restoregrad=outputs/train/x.")
-        label, where = item.split("=", 1)
-        curves[label] = {h["step"]: h["eval_psnr"] for h in read_history(where)}
+        label, sep, where = item.partition("=")
+        if not (sep and label and where):
+            fail(f"{item} is not LABEL=RUN_FOLDER: name each run, e.g. restoregrad=outputs/train/x.")
+        if label in curves:
+            fail(f"the label {label} is given twice: give each run its own label.")
+        curves[label] = read_history(where)
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in curves.items():
         ax.plot(list(points), list(points.values()), marker="o", label=label)
@@ -57,4 +77,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    one_sentence(main)

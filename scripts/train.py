@@ -7,18 +7,14 @@
 import sys
 from pathlib import Path
 
-import hydra
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from qcsbench.cli import run_safely  # noqa: E402
+from qcsbench.cli import hydra_main, run_safely  # noqa: E402
 from qcsbench.learned.training import train  # noqa: E402
-from qcsbench.resolvers import register  # noqa: E402
-
-register()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra_main(config_path=str(ROOT / "configs"), config_name="train")
 def main(cfg):
     return run_safely(train, cfg)
 

@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qcsbench.cli import hydra_main, run_safely  # noqa: E402
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
 from qcsbench.learned.training import ema_update  # noqa: E402
 from qcsbench.priors import trained_file  # noqa: E402
@@ -58,8 +58,12 @@ def save(path, net, ema, cfg, shape, step, loss, opt=None):
                        train_config=OmegaConf.to_container(cfg, resolve=True), **full)
 
 
-@hydra.main(config_path="../configs", config_name="train_prior", version_base="1.3")
+@hydra_main(config_path=str(Path(__file__).resolve().parents[1] / "configs"), config_name="train_prior")
 def main(cfg: DictConfig) -> None:
+    run_safely(train_prior, cfg)
+
+
+def train_prior(cfg: DictConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
@@ -74,7 +78,7 @@ def main(cfg: DictConfig) -> None:
     step, running = 0, None
     ckpt = out_dir / "checkpoint.pt"
     if cfg.resume and ckpt.is_file():
-        state = trained_file.read(ckpt, "checkpoint")
+        state = trained_file.read(ckpt, "checkpoint", checkpoint=True)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])

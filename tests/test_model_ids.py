@@ -1,4 +1,5 @@
 """Diffusers priors named by a Hugging Face model id, read from a local cache that the test writes."""
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from qcsbench.errors import ConfigError
 from qcsbench.priors.diffusers_models import ddpm_prior
 from tests.prior_files import ddpm_folder
@@ -58,3 +59,34 @@ def test_hf_home_points_a_fresh_process_at_the_cache(hub_cache):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("(1, 8, 8)")
+
+
+def test_run_py_checks_accept_a_cached_model_id(offline_cache, make_cfg):
+    """The config check looks the id up in the cache (it used to demand an existing folder)."""
+    from qcsbench.validate import check_config
+
+    config = check_config(make_cfg("prior=ddpm", f"prior.path={MODEL_ID}", "logger=none"))
+    assert config["prior"]["path"] == MODEL_ID
+    with pytest.raises(ConfigError, match=r"^prior.path=nobody/nothing is neither a folder nor a model in the local"):
+        check_config(make_cfg("prior=ddpm", "prior.path=nobody/nothing", "logger=none"))
+
+
+@pytest.mark.slow
+def test_run_py_recovers_with_a_cached_model_id(hub_cache, tmp_path):
+    """python run.py prior.path=ORG/NAME, as the README promises, with HF_HOME naming the cache."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "data" / split / f"{i}.png")
+    env = dict(HF_HOME=str(hub_cache.parent), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
+    proc = run_cli("prior=ddpm", f"prior.path={MODEL_ID}", "dataset=image_folder", f"dataset.root={tmp_path / 'data'}",
+                   "dataset.image_size=8", "dataset.channels=1", "m=20", "num_images=2", "batch_size=2",
+                   "method.num_levels=5", "method.steps_per_level=1", "method.progress=false", "logger=none",
+                   f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["prior"] == "ddpm" and metrics["num_images"] == 2

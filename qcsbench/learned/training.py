@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from qcsbench import files, metrics
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
+from qcsbench.priors.checkpoints import first_line, load_state
 from qcsbench.problem import Problem
 from qcsbench.randomness import seed_for
 from qcsbench.setup import build_prior, instantiate
@@ -30,7 +31,12 @@ from qcsbench.validate import check_train_config, resolve_device
 
 log = logging.getLogger("train")
 
-EVAL_SEED = 1234  # the held-out images' measurement noise, the same at every evaluation and on resume
+EVAL_SEED = 1234
+CHECKPOINT_KEYS = ("learner", "spec", "problem", "model", "ema", "optimizer", "step", "loss", "train_config")
+# Settings a resumed run may change: when and how long it trains, reports and saves, and where it
+# runs; every other setting (lr, seed, batch_size, the prior, ...) makes it another training run.
+FREE = ("max_steps", "max_minutes", "eval_every", "log_every", "save_every", "threads", "device", "resume",
+        "out_dir", "cache_dir", "logger", "minutes", "history", "prior.autocast", "prior.compile")  # the held-out images' measurement noise, the same at every evaluation and on resume
 
 
 @torch.no_grad()
@@ -77,13 +83,28 @@ class Training:
 
     def resume(self, path: Path) -> None:
         state = learned_file.read(path, "out_dir checkpoint")
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if isinstance(state.get("train_config"), dict):
+            missing += [f"train_config.{k}" for k in ("minutes", "history") if k not in state["train_config"]]
+        if missing:
+            raise ConfigError(f"{path} lacks {', '.join(missing)}, which a checkpoint.pt of scripts/train.py holds: "
+                              "pick a new out_dir, or resume=false to start over there.")
         if state["learner"] != self.learner or state["spec"] != self.net.spec() or state["problem"] != self.problem_record:
             raise ConfigError(f"{path} holds a training run of another learner or problem: pick a new out_dir, "
                               "or resume=false to start over there.")
-        self.net.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.step, self.running = state["step"], state["loss"]
+        changed = changed_settings(state["train_config"], self.config)
+        if changed:
+            raise ConfigError(f"{path} was trained with other settings ({'; '.join(changed)}): resume with the values "
+                              "it was trained with, pick a new out_dir, or resume=false to start over there.")
+        where = f"out_dir checkpoint {path}"
+        load_state(self.net, state["model"], where, self.learner)
+        load_state(self.ema, state["ema"], where, self.learner)
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path} holds an optimizer state that does not fit this learner ({first_line(err)}): "
+                              "pick a new out_dir, or resume=false to start over there.") from None
+        self.step, self.running = int(state["step"]), state["loss"]
         self.minutes, self.history = state["train_config"]["minutes"], state["train_config"]["history"]
         log.info("resumed from %s at step %d (%.1f min trained)", path, self.step, self.minutes)
 
@@ -102,7 +123,8 @@ class Training:
         noise = torch.Generator(device=self.device).manual_seed(seed_for(self.cfg.seed, self.step, 2))
         loss = self.net.loss(problem, x, noise)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss is {float(loss)} at step {self.step}: lower lr or grad_clip.")
+            raise ConfigError(f"the training loss is {float(loss)} at step {self.step}: lower lr or grad_clip "
+                              "(the last checkpoint.pt in out_dir is kept).")
         for group in self.opt.param_groups:  # linear warm-up keeps the first Adam steps small
             group["lr"] = self.cfg.lr * min(1.0, (self.step + 1) / max(1, self.cfg.warmup_steps))
         self.opt.zero_grad(set_to_none=True)
@@ -177,6 +199,13 @@ def train(cfg: DictConfig) -> dict:
     log.info("done: step %d, %.1f min, held-out PSNR %.2f dB; wrote %s", run.step, run.minutes, final["eval_psnr"],
              run.out_dir / "model.pt")
     return final
+
+
+def changed_settings(trained: dict, current: dict) -> list[str]:
+    """'key (trained A, here B)' for every setting that differs and is not FREE."""
+    def free(key):
+        return any(key == f or key.startswith(f + ".") for f in FREE)
+    return [d for d in learned_file.mismatch(trained, current) if not free(d.split(" ", 1)[0])]
 
 
 def record(run: Training, logger, started: float) -> None:

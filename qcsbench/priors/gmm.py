@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
 from qcsbench.priors.base import Prior, broadcast_sigma, geometric_sigmas
 
@@ -99,6 +100,9 @@ def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1
     if not isinstance(train, torch.Tensor) or train.dim() != 4:
         raise TypeError("fitted_gmm takes the training images as one (N, C, H, W) tensor")
     count = len(train) if max_train is None else min(len(train), int(max_train))
+    if count < max(2, n_components):  # scikit-learn's own limits, said before it starts
+        raise ConfigError(f"prior.n_components={n_components} is not allowed with {count} training images: "
+                          "a mixture needs at least two images and at least as many as components.")
     images = train[:count].float().contiguous()
     key = dict(images=hashlib.sha256(images.numpy().tobytes()).hexdigest(), shape=list(images.shape),
                n_components=n_components, reg_covar=reg_covar, seed=seed, max_iter=max_iter)

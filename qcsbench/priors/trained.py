@@ -8,7 +8,7 @@ from pathlib import Path
 from qcsbench.errors import ConfigError
 from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import load_state
+from qcsbench.priors.checkpoints import first_line, load_state
 from qcsbench.priors.network import NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 
@@ -33,7 +33,11 @@ def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = T
     if checkpoint is None and shipped is not None:
         checkpoint = WEIGHTS / f"{shipped}.pt"
     state = trained_file.read(checkpoint, key)
-    net = ScoreUNet(**state["config"])
+    try:
+        net = ScoreUNet(**state["config"])
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. channels GroupNorm cannot split
+        raise ConfigError(f"{key}={checkpoint} holds a score UNet config that cannot be built ({first_line(err)}): "
+                          "write it again with scripts/train_prior.py.") from None
     weights = state["ema"] if use_ema or "model" not in state else state["model"]
     load_state(net, weights, f"{key}={checkpoint}", "score UNet")
     own = geometric_sigmas(state["sigma_max"], state["sigma_min"], state["num_levels"])
