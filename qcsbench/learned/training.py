@@ -31,12 +31,12 @@ from qcsbench.validate import check_train_config, resolve_device
 
 log = logging.getLogger("train")
 
-EVAL_SEED = 1234
+EVAL_SEED = 1234  # the held-out images' measurement noise, the same at every evaluation and on resume
 CHECKPOINT_KEYS = ("learner", "spec", "problem", "model", "ema", "optimizer", "step", "loss", "train_config")
 # Settings a resumed run may change: when and how long it trains, reports and saves, and where it
 # runs; every other setting (lr, seed, batch_size, the prior, ...) makes it another training run.
 FREE = ("max_steps", "max_minutes", "eval_every", "log_every", "save_every", "threads", "device", "resume",
-        "out_dir", "cache_dir", "logger", "minutes", "history", "prior.autocast", "prior.compile")  # the held-out images' measurement noise, the same at every evaluation and on resume
+        "out_dir", "cache_dir", "logger", "minutes", "history", "prior.autocast", "prior.compile")
 
 
 @torch.no_grad()
