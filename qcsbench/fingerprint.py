@@ -111,9 +111,10 @@ def inputs(config: dict, needs_prior: bool = True) -> dict[str, str]:
     prior, dataset = config.get("prior") or {}, config.get("dataset") or {}
     if needs_prior:
         for name in PRIOR_FILES:
-            paths = prior_files(prior, name)  # a checkpoint by its contents alone, a model folder's files by role
-            if paths:
-                out[f"prior.{name}"] = "sha256:" + (cache.file(paths[0]) if name == "checkpoint" else cache.files(paths))
+            paths = prior_files(prior, name)
+            if paths:  # a checkpoint by its contents alone, a model folder's files by their role (name)
+                digest = cache.file(paths[0]) if name == "checkpoint" else cache.files(paths)
+                out[f"prior.{name}"] = "sha256:" + digest
         root = dataset.get("root")
         if "train" in prior and root not in (None, "") and Path(str(root)).expanduser().is_dir():
             root = Path(str(root)).expanduser()  # its train/ subfolder where it has one (an image folder)
