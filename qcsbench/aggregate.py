@@ -20,9 +20,9 @@ is read once; runs that repeat a finished result id (a sweep and its re-run afte
 count once; runs of different code versions stay apart (``pool_versions`` averages them);
 a run whose config or metrics cannot be read, or whose numbers are not numbers, is marked
 failed with the reason, and the table is still written. Configs are read as plain YAML,
-and only the interpolations of our own resolvers (``${div:}``, ``${channel_label:}``, other
-keys) are resolved: ``${oc.env:NAME}`` and every other resolver stay text, so reading a
-foreign folder never reads the environment.
+and only references to other keys and the resolvers that read nothing else (``${div:}``,
+``${channel_label:}``, ``${oc.select:}``) are resolved: ``${oc.env:NAME}`` and every other
+resolver stay text, so reading a foreign folder never reads the environment.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similar
 DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2)
 FIRST = ("method", "bits", "m", "noise_std")  # the order settings are shown in
 BOOKKEEPING = ("result_id", "code_version", "problem", "repeat_of")  # per-run columns that are not settings
-SAFE_RESOLVERS = {"div", "channel_label"}  # pure functions of their arguments: resolved when reading a config
+# Pure functions of their arguments or of the config itself: resolved when reading a config.
+SAFE_RESOLVERS = {"div", "channel_label", "oc.select"}
 RESOLVER_CALL = re.compile(r"\$\{\s*([^\s:}${]+)\s*:")
 
 

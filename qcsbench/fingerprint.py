@@ -4,7 +4,7 @@ A path says where data is, not what it holds: images replaced in a folder, or a 
 overwritten in place, would otherwise be scored as the old ones. So the store keys a result by
 the contents: every stored image record carries a fingerprint of the decoded test image it was
 computed from (``image``), checked when it is resumed, and the result key holds a digest of
-every checkpoint file or model folder the run reads (``inputs``) in place of its path.
+every checkpoint file the run reads (``inputs``) in place of its path.
 
 Hashing a multi-GB checkpoint takes seconds, so a file's digest is kept in
 <cache_dir>/digests.json under its resolved path, size and modification time, and hashed again
@@ -61,10 +61,15 @@ class DigestCache:
         self.changed = True
         return digest
 
-    def content(self, path: Path) -> str:
-        """A file's digest, or a folder's: every file under it (links followed), by relative path."""
-        if path.is_file():
-            return self.file(path)
+    def files(self, paths) -> str:
+        """One digest of several files, each by its name and contents (in the order given)."""
+        h = hashlib.sha256()
+        for path in paths:
+            h.update(path.name.encode() + b"\0" + self.file(path).encode() + b"\0")
+        return h.hexdigest()
+
+    def folder(self, path: Path) -> str:
+        """Every file under a folder (links followed), by relative path and contents."""
         h = hashlib.sha256()
         for root, dirs, names in os.walk(path, followlinks=True):
             dirs.sort()
@@ -82,18 +87,19 @@ class DigestCache:
                 log.warning("could not record file digests in %s (%s)", self.path, err.strerror or err)
 
 
-def prior_file(prior: dict, name: str) -> Path | None:
-    """The file or folder a prior's ``checkpoint`` / ``path`` names (a model id resolved in the local
-    Hugging Face cache, as the prior resolves it), or None where it names none."""
+def prior_files(prior: dict, name: str) -> list[Path]:
+    """The files a prior reads through its ``checkpoint`` (that file) or ``path`` (a diffusers
+    folder or a model id in the local Hugging Face cache: the files diffusers_models reads);
+    none where the key is unset or names no file (building the prior then says so)."""
     value = prior.get(name)
     if value in (None, ""):
-        return None
+        return []
     if name == "path":
-        from qcsbench.priors.diffusers_models import model_folder
+        from qcsbench.priors.diffusers_models import model_files
 
-        return model_folder(value)
+        return model_files(value)
     path = Path(str(value)).expanduser()
-    return path if path.exists() else None
+    return [path] if path.is_file() else []
 
 
 def inputs(config: dict, needs_prior: bool = True) -> dict[str, str]:
@@ -105,12 +111,13 @@ def inputs(config: dict, needs_prior: bool = True) -> dict[str, str]:
     prior, dataset = config.get("prior") or {}, config.get("dataset") or {}
     if needs_prior:
         for name in PRIOR_FILES:
-            path = prior_file(prior, name)
-            if path is not None:
-                out[f"prior.{name}"] = "sha256:" + cache.content(path)
+            paths = prior_files(prior, name)
+            if paths:  # a checkpoint by its contents alone, a model folder's files by their role (name)
+                digest = cache.file(paths[0]) if name == "checkpoint" else cache.files(paths)
+                out[f"prior.{name}"] = "sha256:" + digest
         root = dataset.get("root")
         if "train" in prior and root not in (None, "") and Path(str(root)).expanduser().is_dir():
             root = Path(str(root)).expanduser()  # its train/ subfolder where it has one (an image folder)
-            out["dataset.root"] = "sha256:" + cache.content(root / "train" if (root / "train").is_dir() else root)
+            out["dataset.root"] = "sha256:" + cache.folder(root / "train" if (root / "train").is_dir() else root)
     cache.save()
     return out

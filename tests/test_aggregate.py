@@ -250,7 +250,8 @@ def test_a_foreign_config_never_reads_the_environment(tmp_path, monkeypatch):
     cfg = config("qcs_sgm", 2, 0)
     cfg.update(bit_budget=400, m="${div:${bit_budget},${bits}}", results_dir="${oc.env:QCSBENCH_TEST_SECRET}",
                note="${oc.env:QCSBENCH_TEST_SECRET,fallback}", owner="${oc.decode:'${oc.env:QCSBENCH_TEST_SECRET}'}",
-               copy="${note}", who="${pid:}", run_dir="${hydra:runtime.output_dir}")
+               copy="${note}", who="${pid:}", run_dir="${hydra:runtime.output_dir}",
+               autocast="${oc.select:prior_autocast,none}")
     write_run(tmp_path / "s" / "0", cfg, None, resolved=False)
     write_run(tmp_path / "s" / "1", config("qcs_sgm", 2, 1), finished("qcs_sgm", 2, 1, 14.0))
     result = aggregate.aggregate([tmp_path / "s"], tmp_path / "out")
@@ -258,6 +259,7 @@ def test_a_foreign_config_never_reads_the_environment(tmp_path, monkeypatch):
     assert "hunter2" not in text and "${oc.env:QCSBENCH_TEST_SECRET,fallback}" in text
     row = result["runs"].set_index("run").loc[str((tmp_path / "s" / "0").resolve())]
     assert row.m == 200 and row.status == "failed"  # ${div:} resolved: counted with its setting
+    assert row.autocast == "none"  # oc.select reads the config only
     assert str(__import__("os").getpid()) not in str(row.who)
 
 

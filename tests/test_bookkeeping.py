@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from conftest import ROOT, TINY
 from qcsbench import store as store_module
 from qcsbench import tracking
+from qcsbench.errors import ConfigError
 from qcsbench.runner import run
 
 # Two images, a short ladder: each in-process run takes a few seconds.
@@ -217,7 +218,7 @@ def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_
 
 def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     """Overwritten in place: a new key. The same bytes elsewhere: the same key. A big file is
-    hashed once (size and mtime unchanged), a folder by every file in it."""
+    hashed once (size and mtime unchanged), a diffusers folder by the files the prior reads."""
     import hashlib
 
     from qcsbench import fingerprint
@@ -244,8 +245,13 @@ def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     (folder / "unet" / "config.json").write_text("{}")
     (folder / "model_index.json").write_text("{}")
     one = key(dict(path=str(folder)))
+    (folder / "vae").mkdir()
+    (folder / "vae" / "weights.bin").write_bytes(b"a part of the pipeline no prior reads")
+    assert key(dict(path=str(folder))) == one
     (folder / "unet" / "config.json").write_text('{"sample_size": 32}')
     assert key(dict(path=str(folder))) != one
+    with pytest.raises(ConfigError, match="holds no config.json"):  # not a model folder: no walk through it
+        key(dict(path=str(folder / "vae")))
     (tmp_path / "cache" / "digests.json").write_text("[not json")  # a damaged digest cache: hashed again
     assert key(dict(checkpoint=str(tmp_path / "b.pt"))) == first
 

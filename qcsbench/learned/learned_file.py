@@ -69,8 +69,8 @@ def read(path, key: str = "method.checkpoint", learner: str | None = None) -> di
     for field, kind in FIELDS.items():
         value = state.get(field)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{key}={path} is damaged: its field {field!r} is "
-                              f"{'missing' if field not in state else f'a {type(value).__name__}'}, not a {kind.__name__}.")
+            what = "is missing" if field not in state else f"has type {type(value).__name__}, not {kind.__name__}"
+            raise ConfigError(f"{key}={path} is damaged: its field {field!r} {what}.")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["ema"].items()):
         raise ConfigError(f"{key}={path} is damaged: its field 'ema' is not a dict of named tensors.")
     named = learner_name(state["learner"], key, path)

@@ -98,6 +98,14 @@ def _folders(path, key="prior.path"):
     return unet, None
 
 
+def model_files(path, key="prior.path") -> list[Path]:
+    """The files a ddpm / ncsnpp prior reads from its folder (the UNet's config and weights, the
+    scheduler config): what the result key digests (a pipeline folder's other parts are not read)."""
+    unet, sched_file = _folders(path, key)
+    weights = [unet / name for name in WEIGHT_FILES if (unet / name).is_file()][:1]
+    return [unet / "config.json", *weights, *([sched_file] if sched_file else [])]
+
+
 def read_weights(folder: Path, key="prior.path") -> dict:
     """The UNet's state dict from its safetensors file (or its .bin, weights only)."""
     for name in WEIGHT_FILES:
