@@ -34,11 +34,20 @@ class ImageRandom:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def _draw(self, sample, shape, dtype) -> torch.Tensor:
+        """Each image's draw written by its own generator straight into its row of the batch:
+        B calls and no copy. Image j's numbers are those of ``sample(shape, generator=g_j)``,
+        whatever the batch."""
+        out = torch.empty((len(self.generators), *shape), device=self.device, dtype=dtype)
+        for row, g in zip(out, self.generators):
+            sample(shape, generator=g, out=row)
+        return out
+
     def randn(self, *shape, dtype=torch.float32) -> torch.Tensor:
-        return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype) for g in self.generators])
+        return self._draw(torch.randn, shape, dtype)
 
     def rand(self, *shape, dtype=torch.float32) -> torch.Tensor:
-        return torch.stack([torch.rand(shape, generator=g, device=self.device, dtype=dtype) for g in self.generators])
+        return self._draw(torch.rand, shape, dtype)
 
 
 class BatchRandom:

@@ -110,6 +110,7 @@ class GaussianNoise(Channel):
     """No quantization: y = z + n, linear compressed sensing."""
 
     name = "none"
+    point_values = True
 
     def measure(self, z, rng):
         y = z + self.noise_std * rng.randn(z.shape[1], dtype=z.dtype).to(z.device)
