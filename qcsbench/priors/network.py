@@ -39,15 +39,15 @@ def compiled(net):
     """torch.compile(net) with the batch dimension of every tensor argument marked dynamic from the
     first call: a run's last, smaller batch then reuses the compiled graph instead of compiling the
     network again (a batch of one is still compiled on its own: compilers specialise sizes 0 and 1)."""
-    graph = torch.compile(net)
+    module = torch.compile(net)
 
-    def call(*args, **kwargs):
+    def batch_is_dynamic(_, args, kwargs):
         for arg in (*args, *kwargs.values()):
             if torch.is_tensor(arg) and arg.dim() > 0:
                 torch._dynamo.maybe_mark_dynamic(arg, 0)
-        return graph(*args, **kwargs)
 
-    return call
+    module.register_forward_pre_hook(batch_is_dynamic, with_kwargs=True)
+    return module
 
 
 class NetworkPrior(Prior):
