@@ -55,8 +55,9 @@ def _crosses_host(func, args, kwargs, out) -> bool:
 
 
 class OpCounter(TorchDispatchMode):
-    """ops: every aten call; float64_ops: those with a float64 input or output; syncs: the
-    host synchronisations among them. Calls inside ``paused()`` are not counted."""
+    """ops: every aten call but views (a view launches no kernel); float64_ops: those with a float64
+    input or output; syncs: the host synchronisations among them. Calls inside ``paused()`` are
+    not counted."""
 
     def __init__(self):
         super().__init__()
@@ -79,7 +80,7 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self._paused:
+        if self._paused or func.is_view:
             return out
         self.ops += 1
         if any(t.dtype == torch.float64 for t in (*_tensors(args), *_tensors(kwargs), *_tensors(out))):

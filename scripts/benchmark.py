@@ -134,8 +134,10 @@ class StepCounter(PausedPrior):
         return super()._paused(fn, *args, **kwargs)
 
     def per_step(self):
-        steps = max(self.calls - 1, 1)
-        return [(last - first) / steps for first, last in zip(self.at_first, self.at_last)]
+        """ops, float64 ops and syncs per step; None where the run made fewer than two network calls."""
+        if self.calls < 2:
+            return None, None, None
+        return [(last - first) / (self.calls - 1) for first, last in zip(self.at_first, self.at_last)]
 
 
 class Stopwatch:
