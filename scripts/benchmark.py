@@ -13,8 +13,9 @@ once to --checkpoints in the checkpoint formats of the released models, and the 
 
 Each row runs in a fresh process (its peak memory is its own) and reports, per step (one
 network call, NFE):
-- network ms and other ms: the wall time inside the prior's score / denoiser calls and outside
-  them (CUDA is synchronised around each call so the split is real);
+- network ms and other ms: the wall time inside the prior's score / denoiser calls, and outside
+  them between the first and the last call (the loop's steady state; CUDA is synchronised around
+  each call so the split is real); wall s is the whole recovery, set-up inside the method included;
 - aten ops and float64 ops per step outside the network's forward, and host syncs per step
   (reads of a device value by the host: float(t), t.item(), bool(t), copies to the CPU, and
   operations with data-dependent output shapes), counted by qcsbench.opcount between the first
@@ -88,11 +89,14 @@ def random_checkpoint(prior_cfg, folder: Path) -> Path:
 
 
 class TimedPrior:
-    """The prior with a stopwatch on score and denoise (synchronising CUDA so the time is real); it
-    notes when the first call starts."""
+    """The prior with a stopwatch on score and denoise (synchronising CUDA so the time is real). It
+    notes when the first and the last call start, and the network time before the last, so that
+    ``other_per_step`` is the loop's steady state (set-up inside the method left out)."""
 
     def __init__(self, prior, device):
-        self.prior, self.device, self.seconds, self.calls, self.first_call = prior, device, 0.0, 0, None
+        self.prior, self.device, self.seconds, self.calls = prior, device, 0.0, 0
+        self.first_call = self.last_call = None
+        self.seconds_before_last = 0.0
 
     def __getattr__(self, name):
         return getattr(self.prior, name)
@@ -106,11 +110,18 @@ class TimedPrior:
         tic = time.perf_counter()
         if self.first_call is None:
             self.first_call = tic
+        self.last_call, self.seconds_before_last = tic, self.seconds
         out = fn(*args, **kwargs)
         self._sync()
         self.seconds += time.perf_counter() - tic
         self.calls += 1
         return out
+
+    def other_per_step(self):
+        """Seconds per step outside the network, between the first and the last call (None below two)."""
+        if self.calls < 2:
+            return None
+        return (self.last_call - self.first_call - self.seconds_before_last) / (self.calls - 1)
 
     def score(self, x, sigma, *args, **kwargs):
         return self._timed(self.prior.score, x, sigma, *args, **kwargs)
@@ -216,10 +227,11 @@ def one_row(size, method_name, args) -> dict:
         torch.cuda.synchronize(device)
     total = time.perf_counter() - start
     clock = timed if timed is not None else watch
-    steps = max(result.nfe, 1)
-    row = dict(size=size, method=method_name, nfe=result.nfe, device=str(device),
-               setup_s=(clock.first_call or time.perf_counter()) - tic,
-               network_ms=1e3 * clock.seconds / steps, other_ms=1e3 * (total - clock.seconds) / steps)
+    steps = max(clock.calls, 1)
+    other = timed.other_per_step() if timed is not None else (total - clock.seconds) / steps
+    row = dict(size=size, method=method_name, nfe=result.nfe, device=str(device), wall_s=total,
+               setup_s=(clock.first_call or time.perf_counter()) - tic, network_ms=1e3 * clock.seconds / steps,
+               other_ms=None if other is None else 1e3 * other)
     if prior is not None and args.count_levels > 0:
         cfg, _ = compose_config(size, method_name, args, args.count_levels)
         counted_method = instantiate(cfg.method)
@@ -287,12 +299,14 @@ def main():
 
     print(f"{args.images} images, torch {torch.__version__}, threads {args.threads or torch.get_num_threads()}, "
           f"device {rows[0]['device'] if rows else '?'}")
-    head = ("size", "method", "NFE", "network ms/step", "other ms/step", "other %", "aten ops/step",
+    head = ("size", "method", "NFE", "wall s", "network ms/step", "other ms/step", "other %", "aten ops/step",
             "float64 ops/step", "host syncs/step", "set-up s", "peak RSS GB")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
-        share = 100 * r["other_ms"] / max(r["network_ms"] + r["other_ms"], 1e-12)
-        print(f"| {r['size']} | {r['method']} | {r['nfe']} | {r['network_ms']:.1f} | {r['other_ms']:.1f} | {share:.0f} | "
+        other = r["other_ms"]
+        share = None if other is None else 100 * other / max(r["network_ms"] + other, 1e-12)
+        print(f"| {r['size']} | {r['method']} | {r['nfe']} | {r['wall_s']:.1f} | {r['network_ms']:.1f} | "
+              f"{fmt(other, '.1f')} | {fmt(share, '.0f')} | "
               f"{fmt(r.get('ops'), '.0f')} | {fmt(r.get('float64_ops'), '.0f')} | {fmt(r.get('syncs'), '.2f')} | "
               f"{r['setup_s']:.1f} | {r['peak_rss_gb']:.2f} |")
     if args.json:
