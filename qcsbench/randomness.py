@@ -34,11 +34,21 @@ class ImageRandom:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def _draw(self, fill, shape, dtype) -> torch.Tensor:
+        """Each image's draw written by its own generator straight into its row of the batch (B
+        kernels, no copy into a stack). ``fill`` is what torch.randn / torch.rand do to the tensor
+        they allocate, so image j's numbers are those of ``torch.randn(shape, generator=g_j)``,
+        whatever the batch."""
+        out = torch.empty((len(self.generators), *shape), device=self.device, dtype=dtype)
+        for row, g in zip(out, self.generators):
+            fill(row, g)
+        return out
+
     def randn(self, *shape, dtype=torch.float32) -> torch.Tensor:
-        return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype) for g in self.generators])
+        return self._draw(lambda row, g: row.normal_(generator=g), shape, dtype)
 
     def rand(self, *shape, dtype=torch.float32) -> torch.Tensor:
-        return torch.stack([torch.rand(shape, generator=g, device=self.device, dtype=dtype) for g in self.generators])
+        return self._draw(lambda row, g: row.uniform_(generator=g), shape, dtype)
 
 
 class BatchRandom:

@@ -256,3 +256,20 @@ def test_dequantized_dither_is_in_the_units_of_the_measurement(bits):
     delta = dithered.step(v)  # the same step, from v, with and without dither
     assert rms(y) <= 1.05 * rms(plain.dequantize(measure(plain, z, range(4))))
     assert rms(y) == pytest.approx(float((delta**2).mean().sqrt()) / 12**0.5, rel=0.05)
+
+
+def test_one_bit_grad_is_bitwise_the_two_edge_formula_in_float32():
+    """The 1-bit gradient (one edge, the scaled complementary error function) gives the float32
+    numbers of the general two-edge log-space formula it replaced, with and without dither."""
+    from qcsbench.channels.interval import interval_grad
+
+    g = torch.Generator().manual_seed(4)
+    for dither in (False, True):
+        q = UniformQuantizer(1, noise_std=0.05, dither=dither)
+        meas = q.measure(torch.randn(4, 5000, generator=g), ImageRandom(0, range(4), MEASUREMENT))
+        z = 3 * torch.randn(4, 5000, generator=g)
+        extra = 10 ** (4 * torch.rand(5000, generator=g) - 3)  # s from 0.05 to 100
+        zd = z.double()
+        s = (extra.double() + q.noise_std**2).sqrt()
+        two_edge = interval_grad((meas.lower.double() - zd) / s, (meas.upper.double() - zd) / s, s).float()
+        assert torch.equal(q.grad(meas, z, extra), two_edge)

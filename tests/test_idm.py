@@ -226,6 +226,21 @@ def test_a_model_on_another_problem_stops_naming_what_differs(model_file, make_c
     build(make_cfg(*common, "m=100", "method.allow_mismatch=true"))
 
 
+def test_another_image_shape_stops_in_one_sentence_even_with_allow_mismatch(model_file):
+    """allow_mismatch lets a model meet another operator or quantizer, but its network cannot take
+    images of another shape: that stops at set-up (setup.build calls check_problem), not in the UNet."""
+    from types import SimpleNamespace
+
+    method = IDM(checkpoint=model_file, allow_mismatch=True, progress=False)
+    shape = (3, 32, 32)
+    record = learned_file.problem_record(SimpleNamespace(name="cifar10", shape=shape), gaussian(shape, 60, seed=0),
+                                         UniformQuantizer(1, 0.05))
+    with pytest.raises(ConfigError) as err:
+        method.check_problem(record)
+    message = str(err.value)
+    assert "(1, 28, 28)" in message and "(3, 32, 32)" in message and "\n" not in message
+
+
 @pytest.mark.slow
 def test_run_py_with_the_shipped_model_beats_the_untrained_network(tmp_path, make_cfg):
     """The default experiment's 16 digits: the shipped weights against the network they were

@@ -55,7 +55,7 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
 
 def test_step_cap_only_where_the_reference_step_is_unstable():
     from qcsbench.channels import UniformQuantizer
-    from qcsbench.samplers.langevin import step_size
+    from qcsbench.samplers.langevin import step_sizes
     from qcsbench.operators import ill_conditioned
 
     channel = UniformQuantizer(2, noise_std=0.05)
@@ -66,10 +66,11 @@ def test_step_cap_only_where_the_reference_step_is_unstable():
         m = op.m
         score = DiagonalLikelihoodScore(Problem(op, channel, meas.select([0]) if m == 400 else
                                                 channel.measure(torch.zeros(1, m), ImageRandom(0, [0], MEASUREMENT))))
-        for beta in (50.0, 1.0, 0.05):
+        betas = [50.0, 1.0, 0.05, beta_last]
+        alphas = step_sizes(5e-5, betas, score, 1.0, "plain", 1.9)
+        bounds = score.curvature_bounds(betas).tolist()
+        for beta, alpha, bound in zip(betas[:3], alphas, bounds):
             plain = 5e-5 * (beta / beta_last) ** 2
-            alpha = step_size(5e-5, beta, beta_last, score, 1.0, "plain", 1.9)
-            bound = score.curvature_bound(beta)
             # the bound is lambda_max(A A^T) / min_m (sigma^2 + beta^2 ||a_m||^2), computed independently
             a = op.matrix().double()
             expected = float(torch.linalg.eigvalsh(a @ a.T).max() / (0.05**2 + beta**2 * (a**2).sum(1)).min())
@@ -79,7 +80,7 @@ def test_step_cap_only_where_the_reference_step_is_unstable():
             else:
                 assert alpha == plain
             assert alpha * (1 / beta**2 + bound) < 2  # stable
-            assert step_size(5e-5, beta, beta_last, score, 1.0, "plain", None) == plain  # null: the reference
+        assert step_sizes(5e-5, betas, score, 1.0, "plain", None)[:3] == [5e-5 * (b / beta_last) ** 2 for b in betas[:3]]
 
 
 def test_one_diverged_chain_does_not_poison_its_batch():

@@ -184,3 +184,25 @@ def test_compiled_network_serves_only_gradient_free_calls(tmp_path):
     with torch.no_grad():
         assert prior._forward is prior._compiled
     assert prior._forward is prior.net
+
+
+def test_a_smaller_last_batch_reuses_the_compiled_network(tmp_path, monkeypatch):
+    """prior.compile=true compiles the network with a dynamic batch dimension from the first call, so a
+    run's last, smaller batch does not compile it again (counted by dynamo; the eager backend keeps
+    the test fast, the graph capture is the same)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    trained_file(tmp_path / "prior.pt")
+    prior = trained_prior(tmp_path / "prior.pt", compile=True).to("cpu", torch.float32)
+    torch._dynamo.reset()
+    counters.clear()
+    with torch.no_grad():
+        prior.score(torch.rand(4, 1, 28, 28), 0.5)
+        first = counters["stats"]["unique_graphs"]
+        for batch in (3, 2):
+            prior.score(torch.rand(batch, 1, 28, 28), torch.full((batch,), 0.3))
+    assert first >= 1 and counters["stats"]["unique_graphs"] == first
+    torch._dynamo.reset()

@@ -65,6 +65,9 @@ class Channel:
     # Every bin a half-line (sign measurements, 1 bit): EP's reference code converges such data
     # to a tighter tolerance and scores them differently, so EP asks this instead of the bits.
     half_line_bins = False
+    # Every value observed exactly (no bins, y = z + n): EP's tilted moments are then a point mass and
+    # its fixed point has a closed form.
+    point_values = False
 
     def gaussian_form(self) -> "Channel":
         """This channel written as Gaussian noise followed by bins, the form EP works with."""

@@ -13,6 +13,7 @@ import torch
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 LN2 = math.log(2.0)
+SQRT_2_OVER_PI, SQRT_HALF = math.sqrt(2 / math.pi), math.sqrt(0.5)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,15 @@ def interval_grad(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, log_p: torc
         log_p = log_interval_prob(a, b)
     sign, log_num = log_pdf_difference(a, b)
     return sign * torch.exp(log_num - log_p) / s
+
+
+def half_line_grad(k: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """d/dk log Phi(k) / s = phi(k) / (s Phi(k)) = sqrt(2/pi) / (s erfcx(-k / sqrt 2)), the pull of
+    a one-sided bin at k = side (z - edge) / s, times side. The scaled complementary error function
+    keeps the ratio without forming either tail (finite 40 standard deviations out, 0 far inside
+    the bin) in a quarter of the operations of interval_grad, whose log-space difference only a
+    two-edged bin needs."""
+    return SQRT_2_OVER_PI / (s * torch.special.erfcx(k * -SQRT_HALF))
 
 
 def interval_grad_reference(a, b, s, one_bit: bool):

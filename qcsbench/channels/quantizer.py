@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from qcsbench.channels.base import Channel, Measurement
-from qcsbench.channels.interval import (interval_grad, interval_grad_reference, log_interval_prob,
+from qcsbench.channels.interval import (half_line_grad, interval_grad, interval_grad_reference, log_interval_prob,
                                        one_sided_moments, truncated_normal_moments,
                                        truncated_normal_moments_reference)
 from qcsbench.errors import ConfigError
@@ -90,6 +90,12 @@ class UniformQuantizer(Channel):
             s = self.total_std(z, extra_var)
             a, b = (meas.lower - z) / s, (meas.upper - z) / s
             return interval_grad_reference(a, b, s, one_bit=self.bits == 1)
+        if self.bits == 1:  # a half-line bin has one edge: side * pull at k = side (z - edge) / s, in float64
+            zd = z.double()
+            s = self.total_std(zd, extra_var)
+            side = meas.y.double()
+            edge = torch.where(meas.y > 0, meas.lower, meas.upper).double()  # 0, or -d with dither
+            return (side * half_line_grad(side * (zd - edge) / s, s)).to(z.dtype)
         a, b, s = self._standardise(meas, z, extra_var)
         return interval_grad(a, b, s).to(z.dtype)
 
@@ -110,6 +116,7 @@ class GaussianNoise(Channel):
     """No quantization: y = z + n, linear compressed sensing."""
 
     name = "none"
+    point_values = True
 
     def measure(self, z, rng):
         y = z + self.noise_std * rng.randn(z.shape[1], dtype=z.dtype).to(z.device)

@@ -2,6 +2,8 @@
 grad_x log p(y | x_t) at noise level beta_t."""
 from __future__ import annotations
 
+import torch
+
 from qcsbench.problem import Problem
 
 
@@ -16,14 +18,18 @@ class DiagonalLikelihoodScore:
         self.measurement = problem.measurement
         self.row_norms_sq = problem.operator.row_norms_sq
 
-    def curvature_bound(self, beta) -> float:
-        """An upper bound on the largest eigenvalue of -Hessian of the log pseudo-likelihood:
-        lambda_max(A A^T) / min_m s_m^2 (the Gaussian case; a bin's log-probability is no more
-        curved than the Gaussian's, MacKay's logistic less so). The sampler uses it to keep its
-        step stable: for an ill-conditioned A it exceeds the 1 / beta^2 the exact posterior at
-        level beta can have."""
-        s2_min = float((self.channel.noise_std**2 + beta**2 * self.row_norms_sq).min())
-        return self.operator.gram_max_eig() / s2_min
+    def curvature_bounds(self, betas) -> torch.Tensor:
+        """Per level beta (a sequence of floats), an upper bound on the largest eigenvalue of -Hessian
+        of the log pseudo-likelihood: lambda_max(A A^T) / min_m s_m^2 (the Gaussian case; a bin's
+        log-probability is no more curved than the Gaussian's, MacKay's logistic less so). The
+        sampler uses it to keep its step stable: for an ill-conditioned A it exceeds the 1 / beta^2
+        the exact posterior at level beta can have. min_m s_m^2 = sigma^2 + beta^2 min_m ||a_m||^2
+        (rounding is monotone, so this is the smallest of the rounded s_m^2 too); float64, (L,)."""
+        norms = self.row_norms_sq
+        beta_sq = torch.tensor([beta**2 for beta in betas], dtype=torch.float64, device=norms.device)
+        s2_min = beta_sq.to(norms.dtype) * norms.min() + self.channel.noise_std**2
+        top = torch.tensor(self.operator.gram_max_eig(), dtype=torch.float64, device=norms.device)
+        return top / s2_min.double()  # a tensor divided, not a float: float / tensor multiplies by a reciprocal
 
     def __call__(self, x, beta):
         z = self.operator.forward(x)

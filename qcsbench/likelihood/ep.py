@@ -27,16 +27,25 @@ from qcsbench.problem import Problem
 # The reference code's floor on lam_G (it keeps the G side a proper Gaussian when the
 # averaged F-side variance is about the cavity's own).
 MIN_PRECISION = 1e-6
-# Sweep caps when ep_max_iter is not given; the reference code stops after 5 on MNIST.
-MAX_SWEEPS, REFERENCE_SWEEPS = 200, 5
+# Sweep caps when ep_max_iter is not given; the reference code stops after 5 on MNIST. Deep in a
+# far tail EP's messages creep on long after the score has settled (docs/math.md §4: 93 to 466
+# sweeps to the tolerance, the score within float32 rounding of its limit after 20), so 50 bounds
+# the cost of such calls; no call of the MNIST presets needs more than 16.
+MAX_SWEEPS, REFERENCE_SWEEPS = 50, 5
 # A change smaller than this many ulps of the messages is rounding noise, not progress.
 ROUNDING_ULPS = 256
+# When to look whether any image is still converging. Each look reads a device value (on a GPU
+# the host waits for every queued sweep), so a call looks first after as many sweeps as the
+# previous call's slowest image needed (consecutive calls are at the same or a nearby beta), then
+# every RECHECK_EVERY sweeps. An image that has converged is frozen, so sweeps run past its stop
+# leave its result unchanged: when the call looks changes the time, never the score.
+FIRST_CHECK, RECHECK_EVERY = 8, 2
 
 
 class EPLikelihoodScore:
     """``score(x, beta) -> A^T g`` like :class:`~qcsbench.likelihood.diagonal.DiagonalLikelihoodScore`.
 
-    max_iter: cap on the EP sweeps; None takes 200, or the reference's 5 in reference mode.
+    max_iter: cap on the EP sweeps; None takes 50, or the reference's 5 in reference mode.
     damping: weight of the previous value from the second sweep on (the reference's 0.02).
     tolerance: stop an image once mean|dh_F| + |dlam_F| falls below it (or below the rounding
     noise of its messages, whichever is larger); None takes the reference's 1e-5 for 1 bit and
@@ -73,24 +82,34 @@ class EPLikelihoodScore:
             tolerance = 1e-5 if one_bit else 1e-3
         self.max_iter, self.damping, self.tolerance = int(max_iter), float(damping), float(tolerance)
         self.d = problem.operator.gram_eig()[0]
-        self.iterations = 0  # sweeps done by the last call, its slowest image (for benchmarks)
+        self.d_mean = float(self.d.mean())  # read once here, not in every call
+        self._last_sweeps = None  # per image, the last call's sweeps; on the device until asked for
         self._sweeps_sum = self._sweeps_max = None  # per image, over all calls
         self._calls = 0
+        self._check_at = FIRST_CHECK  # sweeps before the next call's first look
 
-    def curvature_bound(self, beta) -> float:
-        """lambda_max(A^T C^-1 A) = max_i d_i / (beta^2 d_i + sigma^2) <= 1 / beta^2: the curvature
-        of the Gaussian pseudo-likelihood EP approximates (see DiagonalLikelihoodScore)."""
-        return float((self.d / (beta**2 * self.d + self.channel.noise_std**2)).max())
+    @property
+    def iterations(self) -> int:
+        """Sweeps done by the last call, its slowest image (for benchmarks; reads the device)."""
+        return 0 if self._last_sweeps is None else int(self._last_sweeps.max())
+
+    def curvature_bounds(self, betas) -> torch.Tensor:
+        """Per level beta, lambda_max(A^T C^-1 A) = max_i d_i / (beta^2 d_i + sigma^2) <= 1 / beta^2: the
+        curvature of the Gaussian pseudo-likelihood EP approximates (see DiagonalLikelihoodScore)."""
+        beta_sq = torch.tensor([beta**2 for beta in betas], dtype=torch.float64, device=self.d.device)
+        d = self.d[None, :]
+        return (d / (beta_sq.to(d.dtype)[:, None] * d + self.channel.noise_std**2)).amax(1).double()
 
     def stats(self) -> dict:
-        """Per image: the mean and the largest number of EP sweeps over the calls so far."""
+        """Per image: the mean and the largest number of EP sweeps over the calls so far (on the host)."""
         if not self._calls:
             return {}
-        return dict(ep_sweeps_mean=self._sweeps_sum / self._calls, ep_sweeps_max=self._sweeps_max)
+        return dict(ep_sweeps_mean=self._sweeps_sum.cpu() / self._calls, ep_sweeps_max=self._sweeps_max.cpu())
 
     def _count(self, sweeps):
-        sweeps = sweeps.squeeze(1).double().cpu()
-        self.iterations = int(sweeps.max())
+        """Adds a call's sweeps per image to the totals, on the device (nothing is read here)."""
+        sweeps = sweeps.squeeze(1).double()
+        self._last_sweeps = sweeps
         self._calls += 1
         if self._sweeps_sum is None:
             self._sweeps_sum, self._sweeps_max = sweeps, sweeps
@@ -108,10 +127,10 @@ class EPLikelihoodScore:
         noise_var = self.channel.noise_std**2
         prec = 1.0 / (beta**2 * self.d + noise_var)  # D: eigenvalues of C^{-1}
         h_f = torch.zeros_like(b)  # one precision lam_F per image, h_F per measurement
-        start = 1.0 if self.reference else 1.0 / (beta**2 * float(self.d.mean()) + noise_var)
+        start = 1.0 if self.reference else 1.0 / (beta**2 * self.d_mean + noise_var)
         lam_f = torch.full_like(b[:, :1], start)
         m_f, chi = self.tilted(b, h_f, lam_f)
-        if not bool((chi > 0).any()):
+        if self.channel.point_values:
             # Every factor pins v (no quantization): the posterior is the point v = y - b and
             # the EP fixed point is the exact Gaussian score C^{-1} (y - b).
             self._count(torch.zeros_like(lam_f))
@@ -120,6 +139,8 @@ class EPLikelihoodScore:
         sweeps = torch.zeros_like(lam_f)
         last = (h_f, lam_f, m_f)  # each image's cavity and tilted mean at the start of its last sweep
         m_fd = chi_fd = h_g = lam_g = None
+        prec_min = prec.min()  # a device scalar: lam_F's floor, below
+        check_at = min(self._check_at, self.max_iter)
         for sweep in range(self.max_iter):
             if sweep > 0:
                 m_f, chi = self.tilted(b, h_f, lam_f)
@@ -139,7 +160,7 @@ class EPLikelihoodScore:
             # (Jensen), so lam_F lies in [min D, mean D]; clamping at min D only undoes
             # float cancellation when lam_G is much larger than D.
             h_new = self._damp(m_g / chi_g - h_g, h_f, sweep)
-            lam_new = self._damp((1.0 / chi_g - lam_g).clamp_min(float(prec.min())), lam_f, sweep)
+            lam_new = self._damp((1.0 / chi_g - lam_g).clamp_min(prec_min), lam_f, sweep)
             change = (h_new - h_f).abs().mean(1, keepdim=True) + (lam_new - lam_f).abs()
             # the tolerance is absolute; float32 messages of size 1 / sigma^2 cannot resolve 1e-5, so it
             # is floored at the fixed point's own rounding noise (measured up to about 40 ulps)
@@ -151,8 +172,13 @@ class EPLikelihoodScore:
             lam_f = torch.where(active, lam_new, lam_f)
             sweeps = sweeps + active
             active = active & (change >= resolution.clamp_min(self.tolerance))
-            if not bool(active.any()):
-                break
+            if sweep + 1 == check_at:
+                # one read: -1 while some image still moves, else the slowest image's sweeps
+                slowest = int(torch.where(active.any(), -1.0, sweeps.max()))
+                if slowest >= 0:
+                    self._check_at = max(slowest, 1)
+                    break
+                check_at += RECHECK_EVERY
         self._count(sweeps)
         if self.stale_edges:
             # The reference's multi-bit gradient: sqrt(lam_F) (phi(l~) - phi(u~)) / P~ with l~, u~, P~

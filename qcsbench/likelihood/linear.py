@@ -6,6 +6,8 @@ NeurIPS 2021), fed with the dequantized measurements, i.e. what one gets by igno
 (ALD's method config: ``likelihood: linear``)."""
 from __future__ import annotations
 
+import torch
+
 from qcsbench.channels import GaussianNoise, Measurement
 from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
@@ -20,8 +22,10 @@ class LinearLikelihoodScore:
         self.measurement = Measurement(y, y, y)
         self.channel = GaussianNoise(noise_std)
 
-    def curvature_bound(self, beta) -> float:
-        return self.operator.gram_max_eig() / (self.channel.noise_std**2 + beta**2)
+    def curvature_bounds(self, betas) -> torch.Tensor:
+        """lambda_max(A A^T) / (sigma^2 + beta^2) per level beta (float64, on the host: no device data)."""
+        top = self.operator.gram_max_eig()
+        return torch.tensor([top / (self.channel.noise_std**2 + beta**2) for beta in betas], dtype=torch.float64)
 
     def __call__(self, x, beta):
         g = self.channel.grad(self.measurement, self.operator.forward(x), extra_var=beta**2)

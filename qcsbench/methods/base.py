@@ -104,7 +104,13 @@ class LearnedMethod(Method):
         self.trained_steps = int(self._state["step"])
 
     def check_problem(self, record: dict) -> None:
-        learned_file.check_problem(self._state, record, f"method.checkpoint={self.checkpoint}", self.allow_mismatch)
+        key = f"method.checkpoint={self.checkpoint}"
+        trained, current = self._state["problem"]["dataset"]["shape"], record["dataset"]["shape"]
+        if list(trained) != list(current):  # a transfer experiment can change the problem, not the network's input
+            raise ConfigError(f"{key} takes images of shape {tuple(trained)}, the dataset's images have shape "
+                              f"{tuple(current)}, which method.allow_mismatch=true cannot bridge: use a dataset of "
+                              "that image shape, or train a model for this one with scripts/train.py.")
+        learned_file.check_problem(self._state, record, key, self.allow_mismatch)
 
     def network(self, problem):
         """The network on the problem's device."""

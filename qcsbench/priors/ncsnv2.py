@@ -234,10 +234,10 @@ class NCSNv2Prior(NetworkPrior):
     name = "ncsnv2"
 
     def _score(self, x, sigma):
-        level = nearest_level(self.sigmas, sigma)
+        level = nearest_level(self.log_sigmas, sigma)
         out = self._forward(x, level)
         # the network divides by its own level's sigma; off the ladder, rescale to the asked one
-        trained = self.sigmas.to(sigma.device)[level]
+        trained = self.device_sigmas[level]
         return out * broadcast_sigma(trained / sigma, out)
 
 

@@ -28,11 +28,26 @@ def check_speed_knobs(autocast, compile) -> None:
         raise ConfigError(f"prior.compile={compile} is not allowed: use true or false.")
 
 
-def nearest_level(sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def nearest_level(log_sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Per image, the index of the ladder level closest to ``sigma`` (shape (B,)) in log space
-    (for networks indexed by level)."""
-    distance = sigmas.to(sigma.device).log()[None, :] - sigma.log()[:, None]
+    (for networks indexed by level); ``log_sigmas`` is the ladder's log, on sigma's device."""
+    distance = log_sigmas[None, :] - sigma.log()[:, None]
     return distance.abs().argmin(dim=1)
+
+
+def compiled(net):
+    """torch.compile(net) with the batch dimension of every tensor argument marked dynamic from the
+    first call: a run's last, smaller batch then reuses the compiled graph instead of compiling the
+    network again (a batch of one is still compiled on its own: compilers specialise sizes 0 and 1)."""
+    module = torch.compile(net)
+
+    def batch_is_dynamic(_, args, kwargs):
+        for arg in (*args, *kwargs.values()):
+            if torch.is_tensor(arg) and arg.dim() > 0:
+                torch._dynamo.maybe_mark_dynamic(arg, 0)
+
+    module.register_forward_pre_hook(batch_is_dynamic, with_kwargs=True)
+    return module
 
 
 class NetworkPrior(Prior):
@@ -43,6 +58,7 @@ class NetworkPrior(Prior):
         self.net = net.eval().requires_grad_(False)
         self.shape = tuple(shape)
         self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+        self._keep_ladder_on(self.sigmas.device)
         self.autocast = str(autocast)
         self.compile = compile
         self._compiled = self.net
@@ -53,8 +69,15 @@ class NetworkPrior(Prior):
         # cast only when needed: diffusers warns on every dtype cast, even a no-op one
         out.net = self.net.to(device=device, dtype=dtype if dtype not in (None, current) else None)
         # compile after the move: a compiled module is tied to the parameters it saw
-        out._compiled = torch.compile(out.net) if self.compile else out.net
+        out._compiled = compiled(out.net) if self.compile else out.net
+        out._keep_ladder_on(next(out.net.parameters()).device)
         return out
+
+    def _keep_ladder_on(self, device):
+        """The ladder (and its log) on the network's device, made once here rather than copied
+        there on every call: a copy to a GPU inside a sampler step makes the host wait for it."""
+        self.device_sigmas = self.sigmas.to(device)
+        self.log_sigmas = self.device_sigmas.log()
 
     def _autocast(self, x):
         dtype = AUTOCAST[self.autocast]

@@ -53,10 +53,14 @@ class VPEpsilonPrior(NetworkPrior):
                          autocast, compile)
         self.prediction = prediction
 
+    def _keep_ladder_on(self, device):
+        super()._keep_ladder_on(device)
+        self.log_train_sigmas = self.train_sigmas.to(device).log()  # increasing in t
+
     def timestep(self, sigma_c: torch.Tensor) -> torch.Tensor:
         """The (fractional) t whose sigma is sigma_c (float64, shape (B,)): linear interpolation
         in log sigma, clamped to the trained range (as numpy.interp)."""
-        log_s = self.train_sigmas.to(sigma_c.device).log()  # increasing in t
+        log_s = self.log_train_sigmas
         query = sigma_c.log().clamp(log_s[0], log_s[-1])
         upper = torch.searchsorted(log_s, query).clamp(1, len(log_s) - 1)
         below, above = log_s[upper - 1], log_s[upper]

@@ -32,15 +32,17 @@ def likelihood_weight(gamma, weighting, prior_score, lik_score):
     return weight.view(-1, *[1] * (prior_score.dim() - 1))
 
 
-def step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio):
-    """alpha_t = eps beta_t^2 / beta_L^2, capped at max_step_ratio / curvature when a plain-weighted
-    likelihood score bounds its curvature: the prior's -Hessian at level beta is at most
-    1 / beta^2, so alpha (1 / beta^2 + gamma L_t) < 2 keeps the update stable."""
-    alpha = step_lr * (beta / beta_last) ** 2
-    bound = getattr(likelihood_score, "curvature_bound", None)
-    if max_step_ratio is None or weighting != "plain" or bound is None:
-        return alpha
-    return min(alpha, max_step_ratio / (1.0 / beta**2 + gamma * bound(beta)))
+def step_sizes(step_lr, betas, likelihood_score, gamma, weighting, max_step_ratio) -> list[float]:
+    """alpha_t = eps beta_t^2 / beta_L^2 for every level, capped at max_step_ratio / curvature when a
+    plain-weighted likelihood score bounds its curvature: the prior's -Hessian at level beta is at
+    most 1 / beta^2, so alpha (1 / beta^2 + gamma L_t) < 2 keeps the update stable. All levels are
+    computed here, before the loop: the bounds are read from the device once, not once per level."""
+    alphas = [step_lr * (beta / betas[-1]) ** 2 for beta in betas]
+    bounds = getattr(likelihood_score, "curvature_bounds", None)
+    if max_step_ratio is None or weighting != "plain" or bounds is None:
+        return alphas
+    curvatures = bounds(betas).tolist()
+    return [min(alpha, max_step_ratio / (1.0 / beta**2 + gamma * c)) for alpha, beta, c in zip(alphas, betas, curvatures)]
 
 
 @torch.no_grad()
@@ -48,14 +50,20 @@ def annealed_langevin(prior, x, sigmas, rng, likelihood_score, step_lr=2e-4, ste
                       weighting="plain", report_previous=False, progress=True, max_step_ratio=None):
     """Run the sampler from x; returns (x, nfe). ``report_previous`` returns the state
     before the last update, as the reference code does; ``max_step_ratio`` caps the step
-    where the likelihood would make it unstable (see ``step_size``)."""
-    sigmas = [float(s) for s in sigmas]
-    beta_last = sigmas[-1]
+    where the likelihood would make it unstable (see ``step_sizes``).
+
+    Everything a level needs is computed before the loop, and the step sizes and noise scales
+    are put on x's device as one tensor each, so a step reads nothing back from the device
+    (tests/test_host_syncs.py). The prior is given each level as a Python float from the host
+    ladder, as before."""
+    betas = [float(s) for s in sigmas]
+    alphas = step_sizes(step_lr, betas, likelihood_score, gamma, weighting, max_step_ratio)
+    step = torch.tensor(alphas, dtype=torch.float64, device=x.device).unbind()
+    noise = torch.tensor([math.sqrt(2 * a) for a in alphas], dtype=torch.float64, device=x.device).unbind()
     previous = x
     nfe = 0
-    for beta in steps(sigmas, "langevin", progress):
-        alpha = step_size(step_lr, beta, beta_last, likelihood_score, gamma, weighting, max_step_ratio)
-        noise_scale = math.sqrt(2 * alpha)
+    for level in steps(range(len(betas)), "langevin", progress):
+        beta, alpha, noise_scale = betas[level], step[level], noise[level]
         for _ in range(steps_per_level):
             prior_score = prior.score(x, beta)
             lik = likelihood_score(x, beta)
