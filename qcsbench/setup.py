@@ -97,6 +97,7 @@ def build(cfg) -> Setup:
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    operator.cache_dir = cfg.get("cache_dir")  # the eigendecomposition of A A^T is kept beside the fitted priors
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(learned_file.problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
