@@ -12,6 +12,7 @@ from hydra.utils import instantiate as hydra_instantiate
 
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
+from qcsbench.priors import gmm
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from qcsbench.validate import resolve_device
@@ -96,7 +97,10 @@ def build(cfg) -> Setup:
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
+    if str(cfg.prior.get("_target_", "")).endswith("fitted_gmm") and method.needs_prior:
+        gmm.check_size(test_set.shape, cfg.prior.get("n_components", 20))  # before the train split is read
     operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
+    operator.cache_dir = cfg.get("cache_dir")  # the eigendecomposition of A A^T is kept beside the fitted priors
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(learned_file.problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,

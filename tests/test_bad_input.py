@@ -64,6 +64,10 @@ CASES = [
     (["dataset=ffhq", "dataset.root=/nonexistent"], "dataset.root=/nonexistent"),
     (["dataset=image_folder", "dataset.root={tmp}", "prior=ncsn_mnist"], "holds no image files"),
     (["dataset=image_folder", "dataset.root={bad}/png_split", "dataset.image_size=0"], "dataset.image_size=0"),
+    (["dataset=image_folder", "dataset.root={bad}/png_split", "dataset.image_size=64", "num_images=1"],
+     "prior=gmm does not scale to 12288-pixel images (its 20 full covariances alone would take 24.2 GB and the fit "
+     "hours; it is fitted up to 1024 pixels): use a score network for images this size, e.g. prior=ncsnv2_cifar10, "
+     "ncsnv2_celeba, adm_ffhq, ddpm, ncsnpp or trained."),
     (["dataset=image_folder", "dataset.root={bad}/png_split", "dataset.image_size=-3"], "dataset.image_size=-3"),
     (["dataset=image_folder", "dataset.root={bad}/png_split", "dataset.image_size=foo"], "dataset.image_size=foo"),
     (["dataset=image_folder", "dataset.root={bad}/png_split", "dataset.center_crop=0"], "dataset.center_crop=0"),

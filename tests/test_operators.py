@@ -9,8 +9,11 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.operators import (block, correlated, dct, gaussian, hadamard, ill_conditioned, partial_circulant,
                                 partial_fourier)
+from qcsbench.operators import base
 from qcsbench.operators.dct import dct_matrix
+from qcsbench.operators.dense import ar1_factor, haar_orthonormal_columns
 from qcsbench.operators.hadamard import fwht
+from qcsbench.operators.krylov import lanczos_top
 
 SHAPE = (1, 8, 8)
 N = 64
@@ -77,15 +80,58 @@ def test_ill_conditioned_spectrum(kappa):
         assert torch.allclose(a @ a.T, torch.eye(m, dtype=torch.float64) * N / m, atol=1e-5)
 
 
-def test_correlated_uses_true_matrix_square_roots():
+def test_correlated_is_the_ar1_cholesky_factor_around_a_gaussian_matrix():
+    """A = L_M H L_N^T / sqrt(M) with L the Cholesky factor of rho^|i-j| (numpy's), H the seed's N(0, 1) draw."""
     m, rho = 16, 0.4
     op = correlated(SHAPE, m, seed=5, rho=rho)
     h = torch.randn(m, N, generator=torch.Generator().manual_seed(5), dtype=torch.float64).numpy()
     idx_m, idx_n = np.arange(m), np.arange(N)
-    r_m = rho ** np.abs(idx_m[:, None] - idx_m[None])
-    r_n = rho ** np.abs(idx_n[:, None] - idx_n[None])
-    expected = np.real(scipy.linalg.sqrtm(r_m)) @ h @ np.real(scipy.linalg.sqrtm(r_n)) / math.sqrt(m)
-    assert np.allclose(op.matrix().double().numpy(), expected, atol=1e-5)
+    l_m = np.linalg.cholesky(rho ** np.abs(idx_m[:, None] - idx_m[None]))
+    l_n = np.linalg.cholesky(rho ** np.abs(idx_n[:, None] - idx_n[None]))
+    assert np.allclose(op.matrix().double().numpy(), l_m @ h @ l_n.T / math.sqrt(m), atol=1e-6)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.4, 0.9])
+def test_ar1_factor_has_covariance_rho_to_the_distance(rho):
+    """L L^T = R[i, j] = rho^|i-j| for the recursion, also when the vector comes in chunks."""
+    size = 40
+    eye = torch.eye(size, dtype=torch.float64)
+    whole = ar1_factor(eye, rho, dim=0)
+    first = ar1_factor(eye[:13], rho, dim=0)
+    chunked = torch.cat([first, ar1_factor(eye[13:], rho, dim=0, initial=first[-1])])
+    idx = torch.arange(size, dtype=torch.float64)
+    r = rho ** (idx[:, None] - idx[None, :]).abs()
+    assert torch.allclose(whole @ whole.T, r, atol=1e-12)
+    assert torch.allclose(chunked, whole, atol=1e-14)
+    assert torch.allclose(ar1_factor(eye, rho, dim=1), whole.T, atol=1e-14)
+
+
+def test_correlated_drawn_in_chunks_equals_one_chunk(monkeypatch):
+    whole = correlated(SHAPE, 40, seed=2, rho=0.6).matrix()
+    monkeypatch.setattr(base, "CHUNK_BYTES", 16 * 8 * N)  # 16 rows a chunk: three chunks
+    assert torch.allclose(correlated(SHAPE, 40, seed=2, rho=0.6).matrix(), whole, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "ill_conditioned"])
+def test_dense_draw_in_chunks_is_the_one_shot_draw(name, monkeypatch):
+    """The chunked draw reproduces what one torch.randn of the whole matrix gave, bitwise."""
+    m, seed = 48, 4
+    g = torch.Generator().manual_seed(seed)
+    if name == "gaussian":
+        old = (torch.randn(m, N, generator=g, dtype=torch.float64) / math.sqrt(m)).float()
+    else:  # U, then V from one QR of an N x M Gaussian matrix (the former construction)
+        u = haar_orthonormal_columns(m, m, g)
+        v = haar_orthonormal_columns(N, m, g).T
+        decay = 100.0 ** (-torch.arange(m, dtype=torch.float64) / m)
+        old = ((u * torch.sqrt(N * decay / decay.sum())) @ v).float()
+    build = {"gaussian": lambda: gaussian(SHAPE, m, seed=seed),
+             "ill_conditioned": lambda: ill_conditioned(SHAPE, m, seed=seed, kappa=100.0)}[name]
+    monkeypatch.setattr(base, "CHUNK_BYTES", 16 * 8 * max(m, N))  # 16 rows a chunk
+    op = build()
+    tol = 0 if name == "gaussian" else 1e-6  # ill_conditioned: Cholesky-QR instead of Householder QR
+    assert torch.allclose(op.matrix(), old, atol=tol, rtol=0)
+    if name == "gaussian":
+        assert torch.equal(op.row_norms_sq, (old.double() ** 2).sum(1).float())
 
 
 def test_dct_is_orthonormal_dct_ii_and_row_orthogonal():
@@ -201,3 +247,96 @@ def test_structured_operators_in_float32_agree_with_float64(name):
     assert y32.dtype == torch.float32
     assert torch.allclose(y32.double(), op64.forward(x), rtol=1e-4, atol=1e-4)
     assert op32.adjoint(y32).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_lanczos_lambda_max_matches_a_dense_eigendecomposition(name):
+    """gram_max_eig (Lanczos, or a closed form) against eigvalsh of the float64 A A^T."""
+    for dtype in (torch.float64, torch.float32):
+        op = BUILDERS[name](24).to(dtype=dtype)
+        expected = float(torch.linalg.eigvalsh(op.gram_matrix()).max())
+        assert op.gram_max_eig() == pytest.approx(expected, rel=1e-6)
+
+
+def test_lanczos_finds_the_top_of_a_clustered_spectrum():
+    """A spectrum whose top two eigenvalues are 1e-4 apart, reached from a seeded start: the same every time."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(120, 120, generator=g, dtype=torch.float64))
+    d = torch.linspace(0.0, 1.0, 120, dtype=torch.float64)
+    d[-1] = d[-2] + 1e-4
+    matrix = (q * d) @ q.T
+    theta, y = lanczos_top(lambda v: matrix @ v, 120)
+    assert theta == pytest.approx(float(d[-1]), rel=1e-10)
+    assert float(y @ matrix @ y) == pytest.approx(float(d[-1]), rel=1e-10)
+    assert lanczos_top(lambda v: matrix @ v, 120)[0] == theta
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_matrix_in_blocks_is_the_operator_applied_to_the_identity(name, monkeypatch):
+    op = BUILDERS[name](24).to(dtype=torch.float64)
+    dense = op.forward(torch.eye(N, dtype=torch.float64).view(N, *SHAPE)).T
+    monkeypatch.setattr(base, "MATRIX_BLOCK", 5)  # 13 blocks of identity columns, the last one short
+    assert torch.allclose(base.Operator.matrix(op), dense, atol=1e-12)
+    assert torch.allclose(base.Operator.gram_matrix(op), dense @ dense.T, atol=1e-10)
+
+
+def test_gram_eig_cache_round_trip_and_rejection(tmp_path, caplog):
+    op = correlated(SHAPE, 20, seed=1)
+    op.cache_dir = tmp_path
+    d, u = op.gram_eig()
+    files = list(tmp_path.glob("gram-eig-*.pt"))
+    assert len(files) == 1
+    again = correlated(SHAPE, 20, seed=1)
+    again.cache_dir = tmp_path
+    again._compute_gram_eig = lambda: pytest.fail("the cached eigendecomposition was not used")
+    assert all(torch.equal(a, b) for a, b in zip(again.gram_eig(), (d, u)))
+    # a file forged for another operator (the key it records does not match) is computed again
+    state = torch.load(files[0], weights_only=True)
+    forged = dict(state, d=torch.zeros_like(d), key=state["key"].replace('"seed": 1', '"seed": 9'))
+    torch.save(forged, files[0])
+    third = correlated(SHAPE, 20, seed=1)
+    third.cache_dir = tmp_path
+    with caplog.at_level("WARNING"):
+        d3, _ = third.gram_eig()
+    assert torch.equal(d3, d) and "belongs to another operator" in caplog.text
+    files[0].write_bytes(b"truncated")  # unreadable: computed again
+    fourth = correlated(SHAPE, 20, seed=1)
+    fourth.cache_dir = tmp_path
+    assert torch.equal(fourth.gram_eig()[0], d)
+    other = correlated(SHAPE, 20, seed=2)  # another seed: another file
+    other.cache_dir = tmp_path
+    other.gram_eig()
+    assert len(list(tmp_path.glob("gram-eig-*.pt"))) == 2
+
+
+def test_gram_eig_cache_survives_moving_the_operator(tmp_path):
+    op = gaussian(SHAPE, 20, seed=1)
+    op.cache_dir = tmp_path
+    moved = op.to("cpu", torch.float32)
+    assert moved.describe() == op.describe() and moved.cache_dir == tmp_path
+    moved.gram_eig()
+    assert len(list(tmp_path.glob("gram-eig-*.pt"))) == 1
+
+
+@pytest.mark.parametrize("dtype, bound", [("bfloat16", 2**-8), ("float16", 2**-11)])
+def test_low_precision_storage_products_stay_within_the_rounding_bound(dtype, bound):
+    """Every stored entry is A_ij (1 + delta), |delta| <= u; products in float32 are then within
+    u sum_j |A_ij x_j| of the float32 operator's, and the operator reports its own row norms."""
+    full = gaussian((1, 16, 16), 100, seed=2)
+    low = gaussian((1, 16, 16), 100, seed=2, dtype=dtype)
+    assert low.a.dtype == getattr(torch, dtype) and low.describe()["dtype"] == dtype
+    x = torch.randn(3, 1, 16, 16)
+    y = torch.randn(3, 100)
+    a = full.matrix().double()
+    assert low.forward(x).dtype == torch.float32
+    bound_fwd = bound * (x.flatten(1).double().abs() @ a.abs().T) + 1e-5
+    assert ((low.forward(x).double() - full.forward(x).double()).abs() <= bound_fwd).all()
+    bound_adj = bound * (y.double().abs() @ a.abs()) + 1e-5
+    assert ((low.adjoint(y).flatten(1).double() - full.adjoint(y).flatten(1).double()).abs() <= bound_adj).all()
+    assert torch.allclose(low.row_norms_sq.double(), (low.a.double() ** 2).sum(1), rtol=1e-6)
+    assert low.to("cpu", torch.float32).a.dtype == low.a.dtype  # stays compact where it is used
+
+
+def test_storage_dtype_is_one_clear_sentence():
+    with pytest.raises(ConfigError, match=r"operator.dtype=int8 is not allowed: use one of float32, bfloat16, float16"):
+        gaussian(SHAPE, 10, dtype="int8")

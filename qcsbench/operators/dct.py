@@ -52,14 +52,14 @@ class SubsampledDCT(Operator):
     def row_norms_sq(self):
         return torch.full((self.m,), self.n / self.m, dtype=self.dh.dtype, device=self.dh.device)
 
-    def gram_eig(self):
+    def known_gram_eig(self):
         # A A^T = (N/M) I exactly; U = None stands for the identity, so EP never builds an M x M matrix.
         return self.row_norms_sq, None
 
     def to(self, device=None, dtype=None):
         state = (self.signs.to(device=device, dtype=dtype), self.rows.to(device=device),
                  self.dh.to(device=device, dtype=dtype), self.dw.to(device=device, dtype=dtype))
-        return SubsampledDCT(self.shape, self.m, _state=state)
+        return self.carry_gram_eig(SubsampledDCT(self.shape, self.m, _state=state), device, dtype)
 
 
 def dct(shape, m: int, seed: int = 0) -> SubsampledDCT:

@@ -1,16 +1,21 @@
 """Dense random sensing matrices: Gaussian, ill-conditioned, correlated (docs/math.md §5).
 
 Each is drawn in float64 on the CPU from its own seed, so every method, batch size and
-device sees the same A.
+device sees the same A. The matrix is drawn a chunk of rows at a time into its float32
+(or bfloat16 / float16) storage: no float64 copy of the whole matrix is ever made.
 """
 from __future__ import annotations
 
 import math
 
+import scipy.linalg
+import scipy.signal
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.operators.base import DenseOperator, check_m
+from qcsbench.operators.base import DenseOperator, check_m, chunk_rows, row_chunks
+
+STORAGE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def with_settings(op: DenseOperator, **settings) -> DenseOperator:
@@ -22,51 +27,101 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+def storage_dtype(dtype: str) -> torch.dtype:
+    if dtype not in STORAGE:
+        raise ConfigError(f"operator.dtype={dtype} is not allowed: use one of {', '.join(STORAGE)} (the storage of A; "
+                          f"products are taken in float32).")
+    return STORAGE[dtype]
+
+
+def gaussian_rows(rows: int, columns: int, g: torch.Generator):
+    """Chunks of a rows x columns float64 N(0, 1) matrix, in order: together exactly the values of
+    torch.randn(rows, columns, generator=g), each chunk a multiple of 16 values (torch's CPU
+    randn fills blocks of 16, so the chunked draw is the one-shot one)."""
+    for chunk in row_chunks(rows, columns):
+        yield chunk, torch.randn(chunk.stop - chunk.start, columns, generator=g, dtype=torch.float64)
+
+
 def haar_orthonormal_columns(n: int, k: int, g: torch.Generator) -> torch.Tensor:
     """An n x k matrix with orthonormal columns, Haar distributed (QR with sign fix)."""
     q, r = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
-def spd_sqrt(r: torch.Tensor) -> torch.Tensor:
-    """The symmetric positive square root of a symmetric positive definite matrix."""
-    d, u = torch.linalg.eigh(r)
-    return (u * d.clamp_min(0).sqrt()) @ u.T
-
-
-def toeplitz_correlation(size: int, rho: float) -> torch.Tensor:
-    idx = torch.arange(size, dtype=torch.float64)
-    return rho ** (idx[:, None] - idx[None, :]).abs()
-
-
-def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16) -> DenseOperator:
-    """A_ij ~ N(0, 1/M), so E ||a_m||^2 = N/M. M may exceed N (oversampled 1-bit CS)."""
+def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: str = "float32") -> DenseOperator:
+    """A_ij ~ N(0, 1/M), so E ||a_m||^2 = N/M. M may exceed N (oversampled 1-bit CS). ``dtype``:
+    the storage of A (bfloat16 / float16 halve its memory; products stay in float32)."""
     n = math.prod(shape)
     check_m(m, n, max_oversampling * n, "gaussian")
-    a = torch.randn(m, n, generator=_generator(seed), dtype=torch.float64) / math.sqrt(m)
-    return with_settings(DenseOperator(a.float(), shape, "gaussian"), seed=seed)
+    storage = storage_dtype(dtype)
+    a = torch.empty(m, n, dtype=storage)
+    for rows, block in gaussian_rows(m, n, _generator(seed)):
+        a[rows] = block / math.sqrt(m)
+    settings = dict(seed=seed) if dtype == "float32" else dict(seed=seed, dtype=dtype)
+    return with_settings(DenseOperator(a, shape, "gaussian"), **settings)
 
 
 def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> DenseOperator:
-    """A = U diag(d) V with Haar U, V and cond(A A^T) = kappa^((M-1)/M); ||A||_F^2 = N."""
+    """A = U diag(d) V with Haar U, V and cond(A A^T) = kappa^((M-1)/M); ||A||_F^2 = N.
+
+    V is the transposed Q factor of G = Q R (G an N x M Gaussian matrix, R with a positive
+    diagonal), taken without forming Q: G^T G = R^T R gives R by Cholesky and
+    A = (U diag(d) R^(-T)) G^T, in chunks of G's rows. A A^T = U diag(d^2) U^T is known in
+    closed form and kept, so no eigendecomposition is ever computed for it (it describes the
+    float64 construction; the stored float32 A is its rounding, ~1e-7 relative)."""
     n = math.prod(shape)
     check_m(m, n, n, "ill_conditioned")
     if not kappa >= 1:
         raise ConfigError(f"operator.kappa={kappa} is not allowed: the condition number must be at least 1.")
     g = _generator(seed)
     u = haar_orthonormal_columns(m, m, g)
-    v = haar_orthonormal_columns(n, m, g).T
     decay = kappa ** (-torch.arange(m, dtype=torch.float64) / m)
     d = torch.sqrt(n * decay / decay.sum())
-    return with_settings(DenseOperator(((u * d) @ v).float(), shape, "ill_conditioned"), seed=seed, kappa=float(kappa))
+    start = g.get_state()
+    gram = torch.zeros(m, m, dtype=torch.float64)
+    for _, block in gaussian_rows(n, m, g):
+        gram += block.T @ block
+    r_t = torch.linalg.cholesky(gram)  # lower: G^T G = R^T R
+    b = scipy.linalg.solve_triangular(r_t.numpy(), (u * d).T.numpy(), trans="T", lower=True).T  # U diag(d) R^(-T)
+    b = torch.from_numpy(b)
+    a = torch.empty(m, n, dtype=torch.float32)
+    g.set_state(start)  # the same G again, a chunk of its rows (columns of A) at a time
+    for cols, block in gaussian_rows(n, m, g):
+        a[:, cols] = b @ block.T
+    op = DenseOperator(a, shape, "ill_conditioned", known_eig=((d**2).flip(0), u.flip(1)))  # ascending, as gram_eig
+    return with_settings(op, seed=seed, kappa=float(kappa))
+
+
+def ar1_factor(x: torch.Tensor, rho: float, dim: int, initial=None) -> torch.Tensor:
+    """L x along ``dim`` for the Cholesky factor L of R[i, j] = rho^|i-j| (float64):
+    (L x)_0 = x_0, (L x)_i = rho (L x)_(i-1) + sqrt(1 - rho^2) x_i. ``initial``: the (L x) value
+    just before x's first entry when x is a later chunk of a longer vector (None: x starts it)."""
+    scale = math.sqrt(1 - rho**2)
+    x = x.numpy().copy()
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(0, 1)
+    if initial is None:
+        x[tuple(index)] /= scale  # the first entry is x_0 itself
+        zi = None
+    else:
+        zi = rho * initial.numpy()
+        zi = zi.reshape([1 if i == dim else s for i, s in enumerate(x.shape)])
+    out = scipy.signal.lfilter([scale], [1.0, -rho], x, axis=dim, zi=zi)
+    return torch.from_numpy(out[0] if zi is not None else out)
 
 
 def correlated(shape, m: int, seed: int = 0, rho: float = 0.4) -> DenseOperator:
-    """A = R_M^(1/2) H R_N^(1/2) / sqrt(M), R[i, j] = rho^|i-j|, H i.i.d. N(0, 1), true matrix roots."""
+    """A = L_M H L_N^T / sqrt(M), R = L L^T with R[i, j] = rho^|i-j| (the AR(1) Cholesky factor,
+    applied by a recursion in O(size)), H i.i.d. N(0, 1): A has the distribution of
+    R_M^(1/2) H R_N^(1/2) / sqrt(M) (both have covariance R_N (x) R_M / M), drawn in chunks of rows."""
     n = math.prod(shape)
     check_m(m, n, n, "correlated")
     if not 0 <= rho < 1:
         raise ConfigError(f"operator.rho={rho} is not allowed: the correlation must lie in [0, 1).")
-    h = torch.randn(m, n, generator=_generator(seed), dtype=torch.float64)
-    a = spd_sqrt(toeplitz_correlation(m, rho)) @ h @ spd_sqrt(toeplitz_correlation(n, rho)) / math.sqrt(m)
-    return with_settings(DenseOperator(a.float(), shape, "correlated"), seed=seed, rho=float(rho))
+    a = torch.empty(m, n, dtype=torch.float32)
+    previous = None  # the last row of L_M (H L_N^T) so far, in float64
+    for rows, block in gaussian_rows(m, n, _generator(seed)):
+        filtered = ar1_factor(ar1_factor(block, rho, dim=1), rho, dim=0, initial=previous)
+        previous = filtered[-1]
+        a[rows] = filtered / math.sqrt(m)
+    return with_settings(DenseOperator(a, shape, "correlated"), seed=seed, rho=float(rho))

@@ -28,6 +28,7 @@ class PartialCirculant(Operator):
             signs = random_signs(self.n, g).float()
             taps = torch.randn(self.n, generator=g, dtype=torch.float64).float()
             _state = (signs, taps, random_rows(self.n, m, g))
+        self.settings = dict(seed=seed)
         self.signs, self.taps, self.rows = _state
         self.taps_hat = torch.fft.rfft(self.taps)
         self.scale = 1.0 / math.sqrt(self.m)

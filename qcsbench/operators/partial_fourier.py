@@ -50,6 +50,7 @@ class PartialFourier(Operator):
             kept = random_rows(self.n, m, generator(seed))
             channel, row = kept // (h * w), kept % (h * w)
             _state = (channel * (h * w) + index[row], imag[row], (weight[row] * math.sqrt(self.n / m)).float())
+        self.settings = dict(seed=seed)
         self.index, self.imag, self.weight = _state
 
     def forward(self, x):
@@ -68,14 +69,14 @@ class PartialFourier(Operator):
     def row_norms_sq(self):
         return torch.full((self.m,), self.n / self.m, dtype=self.weight.dtype, device=self.weight.device)
 
-    def gram_eig(self):
+    def known_gram_eig(self):
         # A A^T = (N/M) I; U = None stands for the identity, so EP never builds an M x M matrix.
         return self.row_norms_sq, None
 
     def to(self, device=None, dtype=None):
         state = (self.index.to(device=device), self.imag.to(device=device),
                  self.weight.to(device=device, dtype=dtype))
-        return PartialFourier(self.shape, self.m, _state=state)
+        return self.carry_gram_eig(PartialFourier(self.shape, self.m, _state=state), device, dtype)
 
 
 def partial_fourier(shape, m: int, seed: int = 0) -> PartialFourier:
