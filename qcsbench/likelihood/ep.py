@@ -27,10 +27,8 @@ from qcsbench.problem import Problem
 # The reference code's floor on lam_G (it keeps the G side a proper Gaussian when the
 # averaged F-side variance is about the cavity's own).
 MIN_PRECISION = 1e-6
-# Sweep caps when ep_max_iter is not given; the reference code stops after 5 on MNIST. Deep in a
-# far tail EP's messages creep on long after the score has settled (docs/math.md §4), but a lower
-# cap also cuts calls that are far from their fixed point (M = 2N, 2 bits, beta = 50: 116 sweeps,
-# the score 95 times off after 50), so the cap stays at 200.
+# Sweep caps when ep_max_iter is not given; the reference code stops after 5 on MNIST. Some calls
+# need over 100 sweeps for their score (docs/math.md §4), so the cap stays high.
 MAX_SWEEPS, REFERENCE_SWEEPS = 200, 5
 # A change smaller than this many ulps of the messages is rounding noise, not progress.
 ROUNDING_ULPS = 256
