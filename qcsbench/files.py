@@ -63,4 +63,9 @@ def write_csv(path, rows: list[dict]) -> Path:
 
 
 def save_tensors(path, tensors: dict) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+    def write(tmp):
+        # through a Python file object: a full disk then raises OSError(ENOSPC), which names the file;
+        # torch.save on a path raises RuntimeError("basic_ios::clear: iostream error") instead
+        with open(tmp, "wb") as f:
+            torch.save(tensors, f)
+    return atomic_write(path, write)

@@ -300,3 +300,25 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
     with pytest.raises(OSError, match="I/O error"):
         with store.locked():
             pass
+
+
+def test_a_full_disk_while_saving_tensors_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    """torch.save on a path turns ENOSPC into RuntimeError("basic_ios::clear ..."); through a Python
+    file object the OSError reaches the run's one-sentence handling, named by the file meant."""
+    import builtins
+    import errno
+
+    from qcsbench import files
+
+    real_open = builtins.open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "w" in mode and str(path).endswith(".tmp"):
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(OSError) as err:
+        files.save_tensors(tmp_path / "recon.pt", dict(x=torch.zeros(100_000)))
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "recon.pt")
+    assert not list(tmp_path.iterdir())  # no half-written file left behind
