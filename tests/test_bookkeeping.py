@@ -73,7 +73,9 @@ def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
     (copy / "aggregate.py").write_text((copy / "aggregate.py").read_text() + "\n# a comment\n")
     assert store_module.source_fingerprint(copy) == version  # cannot change a number
     langevin = copy / "samplers" / "langevin.py"
-    langevin.write_text(langevin.read_text().replace("2 * alpha", "1.9 * alpha"))
+    text = langevin.read_text()
+    assert "math.sqrt(2 * a)" in text  # the constant this test changes
+    langevin.write_text(text.replace("math.sqrt(2 * a)", "math.sqrt(1.9 * a)"))
     assert store_module.source_fingerprint(copy) != version
 
 
@@ -88,7 +90,9 @@ def test_a_change_to_the_mathematics_recomputes(make_cfg, tmp_path):
     shutil.copytree(ROOT / "configs", copy / "configs")
     shutil.copy(ROOT / "run.py", copy / "run.py")
     langevin = copy / "qcsbench" / "samplers" / "langevin.py"
-    langevin.write_text(langevin.read_text().replace("math.sqrt(2 * alpha)", "math.sqrt(1.5 * alpha)"))
+    text = langevin.read_text()
+    assert "math.sqrt(2 * a)" in text  # the constant this test changes
+    langevin.write_text(text.replace("math.sqrt(2 * a)", "math.sqrt(1.5 * a)"))
     env = dict(os.environ, PYTHONPATH=str(copy))
     proc = subprocess.run([sys.executable, str(copy / "run.py"), *SMALL, f"results_dir={results}",
                            f"hydra.run.dir={tmp_path / 'b'}"], cwd=copy, env=env, capture_output=True, text=True,

@@ -51,7 +51,7 @@ LEARNED_CASES = [
     ("idm", setter(["step"], "10"), "its field 'step' has type str, not int"),
     ("idm", setter(["step"], True), "its field 'step' has type bool, not int"),
     ("idm", setter(["format"], "qcsbench-learned-v0"), "is not a model written by scripts/train.py"),
-    ("idm", setter(["spec", "steps"], 0), "holds a spec its network refuses: learner.steps=0 is not allowed"),
+    ("idm", setter(["spec", "steps"], 0), "holds network settings that cannot work (the file's steps=0 is not allowed"),
     ("idm", setter(["spec", "unet"], KeyError), "its spec does not rebuild a qcsbench.methods.idm:IDMNet"),
     ("idm", setter(["spec", "unet", "channels"], "wide"), "its spec does not rebuild"),
     ("idm", setter(["spec", "bogus"], 1), "its spec does not rebuild"),

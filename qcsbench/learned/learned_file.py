@@ -103,7 +103,9 @@ def load_network(state: dict, key: str, weights: str = "ema"):
     try:
         net = network_class(state["learner"]).rebuild(state["spec"])
     except ConfigError as err:  # a value the learner refuses, reported under the file, not learner.<knob>
-        raise ConfigError(f"{key} holds a spec its network refuses: {err}") from None
+        refused = str(err).removeprefix("learner.").rstrip(".")
+        raise ConfigError(f"{key} holds network settings that cannot work (the file's {refused}): give a model.pt "
+                          "written by scripts/train.py.") from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
         raise ConfigError(f"{key} is damaged: its spec does not rebuild a {state['learner']} "
                           f"({type(err).__name__}: {first_line(err)}).") from None

@@ -92,14 +92,7 @@ class LearnedMethod(Method):
         path = checkpoint if checkpoint is not None else learned_file.WEIGHTS / f"{shipped}.pt"
         self.checkpoint = str(path)
         self._state = learned_file.read(path, learner=self.learner)
-        try:
-            self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")
-        except ConfigError as err:  # the network's own check names learner.KEY, which the user never typed
-            if not str(err).startswith("learner."):
-                raise
-            raise ConfigError(f"method.checkpoint={path} holds network settings that cannot work (the file's "
-                              f"{str(err)[len('learner.'):].rstrip('.')}): give a model.pt written by "
-                              "scripts/train.py.") from None
+        self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")
         self.weights = learned_file.file_digest(path)  # part of the result key: retrained weights are new results
         self.trained_steps = int(self._state["step"])
 
