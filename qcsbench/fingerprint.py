@@ -36,6 +36,15 @@ def image(x: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks (hashlib.file_digest needs Python 3.11; we support 3.10)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class DigestCache:
     """SHA-256 of files, remembered by (resolved path, size, mtime) in a JSON file."""
 
@@ -55,8 +64,7 @@ class DigestCache:
         entry = self.known.get(where)
         if isinstance(entry, list) and entry[:2] == stamp and isinstance(entry[-1], str):
             return entry[-1]
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        digest = sha256_of(path)
         self.known[where] = [*stamp, digest]
         self.changed = True
         return digest

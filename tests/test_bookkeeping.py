@@ -223,13 +223,11 @@ def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_
 def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     """Overwritten in place: a new key. The same bytes elsewhere: the same key. A big file is
     hashed once (size and mtime unchanged), a diffusers folder by the files the prior reads."""
-    import hashlib
-
     from qcsbench import fingerprint
 
     calls = []
-    real = hashlib.file_digest
-    monkeypatch.setattr(hashlib, "file_digest", lambda f, name: calls.append(f.name) or real(f, name))
+    real = fingerprint.sha256_of
+    monkeypatch.setattr(fingerprint, "sha256_of", lambda path: calls.append(str(path)) or real(path))
 
     def key(prior, cache="cache"):
         config = dict(prior=prior, dataset=dict(_target_="x", root="/data/somewhere"), cache_dir=str(tmp_path / cache))

@@ -8,12 +8,12 @@ train_config; the resumable checkpoint.pt also holds model and optimizer.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 from pathlib import Path
 
 import torch
 
+from qcsbench import fingerprint
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
 from qcsbench.priors.checkpoints import first_line, load_file, load_state
@@ -115,7 +115,7 @@ def load_network(state: dict, key: str, weights: str = "ema"):
 
 def file_digest(path) -> str:
     """The first 16 hex digits of the file's SHA-256: results of different weights never share a key."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return fingerprint.sha256_of(Path(path))[:16]
 
 
 def flatten(record: dict, prefix: str = "") -> dict:
