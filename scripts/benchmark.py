@@ -65,9 +65,9 @@ ADM_KEYS = ("image_size", "in_channels", "num_channels", "num_res_blocks", "chan
 def random_checkpoint(prior_cfg, folder: Path) -> Path:
     """A random-weight network at the architecture ``prior_cfg`` names, saved in its family's format
     (a state dict, as the loaders accept), once per architecture."""
-    from qcsbench.priors.adm import ADMUNet
+    from qcsbench.networks.adm import ADMUNet
     from qcsbench.priors.base import geometric_sigmas
-    from qcsbench.priors.ncsnv2 import NCSNv2
+    from qcsbench.networks.ncsnv2 import NCSNv2
 
     path = folder / f"{prior_cfg.name}_random.pt"
     if path.is_file():

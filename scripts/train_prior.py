@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qcsbench.cli import hydra_main, run_safely  # noqa: E402
-from qcsbench.priors.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
+from qcsbench.networks.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
 from qcsbench.learned.training import ema_update  # noqa: E402
 from qcsbench.priors import trained_file  # noqa: E402
 from qcsbench.validate import resolve_device  # noqa: E402

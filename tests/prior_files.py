@@ -5,11 +5,11 @@ import json
 
 import torch
 
-from qcsbench.priors.adm import ADMUNet
-from qcsbench.priors.base import geometric_sigmas
-from qcsbench.priors.ncsnv2 import NCSNv2
-from qcsbench.priors.score_unet import ScoreUNet
+from qcsbench.networks.adm import ADMUNet
+from qcsbench.networks.ncsnv2 import NCSNv2
+from qcsbench.networks.score_unet import ScoreUNet
 from qcsbench.priors import trained_file as trained_format
+from qcsbench.priors.base import geometric_sigmas
 
 TINY_ADM = dict(image_size=28, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1,2",
                 attention_resolutions="14", num_heads=2, num_head_channels=-1, learn_sigma=True)

@@ -17,8 +17,9 @@ from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
 from qcsbench.learned.training import train
-from qcsbench.methods.idm import IDM, IDMNet, learner
+from qcsbench.methods.idm import IDM, learner
 from qcsbench.methods.oneshot import matched_back_projection
+from qcsbench.networks.idm import IDMNet
 from qcsbench.operators.dense import gaussian
 from qcsbench.priors.trained import trained_prior
 from qcsbench.problem import Problem

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors.adm import ADMUNet, timestep_embedding
+from qcsbench.networks.adm import ADMUNet, timestep_embedding
+from qcsbench.networks.ncsnv2 import NCSNv2
 from qcsbench.priors.base import geometric_sigmas
-from qcsbench.priors.ncsnv2 import NCSNv2
 from qcsbench.priors.vp import linear_alphas_cumprod
 from qcsbench.setup import instantiate
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file

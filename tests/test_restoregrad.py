@@ -15,9 +15,10 @@ from qcsbench.channels.quantizer import UniformQuantizer
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.learned.training import train
-from qcsbench.methods.restoregrad import RestoreGrad, gaussian_kl, handmade_spread, learner, restoregrad_terms
+from qcsbench.methods.restoregrad import RestoreGrad, learner
+from qcsbench.networks.restoregrad import gaussian_kl, handmade_spread, restoregrad_terms
+from qcsbench.networks.score_unet import denoise_centered
 from qcsbench.operators.dense import gaussian
-from qcsbench.priors.score_unet import denoise_centered
 from qcsbench.priors.trained import trained_prior
 from qcsbench.problem import Problem
 from qcsbench.setup import build

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.learned.training import train
-from qcsbench.methods.idm import IDMNet
+from qcsbench.networks.idm import IDMNet
 from qcsbench.priors import trained_file as trained_format
 from qcsbench.priors.trained import trained_prior
 from qcsbench.setup import build

@@ -17,30 +17,18 @@ from qcsbench import fingerprint
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
 from qcsbench.priors.checkpoints import first_line, load_file, load_state
-from qcsbench.priors.score_unet import ScoreUNet
 
 FORMAT = "qcsbench-learned-v1"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 # The only network classes a model file may name, by learner (configs/learner/<name>.yaml). A file
-# is data: the class it names is looked up here, never imported from wherever the file points.
+# is data: the class it names is looked up here, never imported from wherever the file points. Each
+# is named by the method module that builds it (the class itself lives in qcsbench/networks/), the
+# name files have held since the format began.
 LEARNERS = {"idm": "qcsbench.methods.idm:IDMNet", "restoregrad": "qcsbench.methods.restoregrad:RestoreGradNet"}
 
 # The fields every model file holds and the type each must have.
 FIELDS = dict(learner=str, spec=dict, problem=dict, ema=dict, step=int)
-
-
-class SpecOnUNet:
-    """``spec()`` and ``rebuild(spec)`` for a learned network whose constructor takes a ScoreUNet
-    and the keyword ``settings`` it keeps: the spec is what the model file stores to rebuild it."""
-
-    def spec(self) -> dict:
-        return dict(unet=dict(self.unet.config), **self.settings)
-
-    @classmethod
-    def rebuild(cls, spec: dict):
-        spec = dict(spec)
-        return cls(ScoreUNet(**spec.pop("unet")), **spec)
 
 
 def problem_record(dataset, operator, channel) -> dict:
@@ -96,6 +84,14 @@ def network_class(learner: str):
                           f"({', '.join(LEARNERS.values())}).")
     module, name = learner.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def learner_of(net) -> str:
+    """The LEARNERS entry naming the class of ``net``: what a model file of it holds."""
+    for learner in LEARNERS.values():
+        if network_class(learner) is type(net):
+            return learner
+    raise ConfigError(f"{type(net).__name__} is not one of qcsbench's learners ({', '.join(LEARNERS.values())}).")
 
 
 def load_network(state: dict, key: str, weights: str = "ema"):

@@ -78,8 +78,7 @@ class Training:
 
     @property
     def learner(self) -> str:
-        cls = type(self.net)
-        return f"{cls.__module__}:{cls.__name__}"
+        return learned_file.learner_of(self.net)
 
     def resume(self, path: Path) -> None:
         state = learned_file.read(path, "out_dir checkpoint")

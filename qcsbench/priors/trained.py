@@ -10,7 +10,7 @@ from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
 from qcsbench.priors.checkpoints import first_line, load_state
 from qcsbench.priors.network import NetworkPrior
-from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
+from qcsbench.networks.score_unet import ScoreUNet, denoise_centered
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 

@@ -103,6 +103,19 @@ class ScoreUNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+class SpecOnUNet:
+    """``spec()`` and ``rebuild(spec)`` for a learned network whose constructor takes a ScoreUNet
+    and the keyword ``settings`` it keeps: the spec is what the model file stores to rebuild it."""
+
+    def spec(self) -> dict:
+        return dict(unet=dict(self.unet.config), **self.settings)
+
+    @classmethod
+    def rebuild(cls, spec: dict):
+        spec = dict(spec)
+        return cls(ScoreUNet(**spec.pop("unet")), **spec)
+
+
 def precondition(sigma, sigma_data: float):
     """(c_skip, c_out, c_in, c_noise) for a noise level tensor ``sigma`` in the [-1, 1] scale."""
     var = sigma**2 + sigma_data**2
