@@ -61,6 +61,21 @@ def run_and_read(tmp_path, *args):
     return json.loads((out / "metrics.json").read_text()), (out / "config.yaml").read_text(), out
 
 
+TIERS = ("fast", "in_process", "e2e")  # the markers of pyproject.toml
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """One tier per test, so that -m fast never picks a slow test: a test its module leaves
+    unmarked runs in process; two tiers on one test is a mistake in the test file."""
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(tiers)}: give it one of {', '.join(TIERS)}.")
+        if not tiers:
+            item.add_marker("in_process")
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

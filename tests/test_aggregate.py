@@ -8,6 +8,8 @@ import yaml
 
 from qcsbench import aggregate
 
+pytestmark = pytest.mark.fast
+
 # (method, bits, seed) -> (psnr mean over images, psnr std over images, ssim mean)
 NUMBERS = {
     ("qcs_sgm", 1, 0): (14.0, 1.0, 0.40), ("qcs_sgm", 1, 1): (15.0, 3.0, 0.44),

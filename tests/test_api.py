@@ -41,6 +41,7 @@ def tiny_problem(shape=SHAPE, batch=3):
     return Problem.measure(x, gaussian(shape, 10, seed=0), UniformQuantizer(1, noise_std=0.1), rng=5), x
 
 
+@pytest.mark.fast
 def test_measuring_with_a_seed_is_measuring_with_the_runs_streams():
     problem, x = tiny_problem()
     channel = problem.channel
@@ -48,6 +49,7 @@ def test_measuring_with_a_seed_is_measuring_with_the_runs_streams():
     assert torch.equal(problem.measurement.y, expected.y)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", METHODS)
 def test_a_method_takes_a_seed_a_generator_or_per_image_streams(name):
     problem, _ = tiny_problem()
@@ -63,6 +65,7 @@ def test_a_method_takes_a_seed_a_generator_or_per_image_streams(name):
     assert torch.isfinite(fresh[0]).all() and not torch.equal(*fresh)
 
 
+@pytest.mark.fast
 def test_a_prior_for_other_images_stops_with_one_sentence():
     problem, _ = tiny_problem(shape=(1, 4, 4))
     with pytest.raises(ConfigError, match=r"^the prior takes images of shape \(1, 3, 4\), the problem's images have "
@@ -70,11 +73,13 @@ def test_a_prior_for_other_images_stops_with_one_sentence():
         AnnealedLangevin(num_levels=4).recover(problem, tiny_prior(), 0)
 
 
+@pytest.mark.fast
 def test_images_that_do_not_fit_the_operator_stop_with_one_sentence():
     with pytest.raises(ConfigError, match=r"the images have shape \(1, 4, 4\), the operator was built for \(1, 3, 4\)"):
         Problem.measure(torch.rand(2, 1, 4, 4), gaussian(SHAPE, 5), UniformQuantizer(1, noise_std=0.1))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("rng, error", [(1.5, TypeError), (True, TypeError), (ImageRandom(0, range(2), 1), ValueError)])
 def test_a_wrong_random_source_is_refused_with_one_sentence(rng, error):
     problem, _ = tiny_problem()
@@ -82,6 +87,7 @@ def test_a_wrong_random_source_is_refused_with_one_sentence(rng, error):
         AnnealedLangevin(num_levels=4).recover(problem, tiny_prior(), rng)
 
 
+@pytest.mark.e2e
 def test_the_example_script_recovers_digits():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "recover.py"), "--num-images", "2",

@@ -24,6 +24,7 @@ def stored(results, summary, index):
     return results / summary["result_id"] / "images" / f"{index:06d}.pt"
 
 
+@pytest.mark.in_process
 def test_store_files_are_small_readable_by_others_and_plain_data(make_cfg, tmp_path):
     results = tmp_path / "results"
     old = os.umask(0o022)
@@ -48,6 +49,7 @@ class Exploit:
 MARKER = "/tmp/qcsbench-store-exploit-ran"
 
 
+@pytest.mark.in_process
 def test_corrupt_or_crafted_store_entries_are_recomputed_with_a_warning(make_cfg, tmp_path, caplog):
     results = tmp_path / "results"
     args = [*SMALL, f"results_dir={results}"]
@@ -65,6 +67,7 @@ def test_corrupt_or_crafted_store_entries_are_recomputed_with_a_warning(make_cfg
     assert third["num_resumed"] == 2 and third["seconds"] == 0 and third["seconds_per_image"] is None
 
 
+@pytest.mark.fast
 def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
     copy = tmp_path / "qcsbench"
     shutil.copytree(ROOT / "qcsbench", copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -79,7 +82,7 @@ def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
     assert store_module.source_fingerprint(copy) != version
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_change_to_the_mathematics_recomputes(make_cfg, tmp_path):
     """The same settings re-run with a changed constant in the sampler (a copy of the package,
     run as a user would with PYTHONPATH on it): nothing is reused, one warning line says why."""
@@ -108,7 +111,7 @@ def test_a_change_to_the_mathematics_recomputes(make_cfg, tmp_path):
     assert again["num_resumed"] == 2 and again["psnr_mean"] == first["psnr_mean"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_simultaneous_runs_get_their_own_folders_and_compute_each_image_once(tmp_path, cache_dir):
     results = tmp_path / "results"
     args = [sys.executable, str(ROOT / "run.py"), *SMALL, f"results_dir={results}"]
@@ -126,6 +129,7 @@ def test_two_simultaneous_runs_get_their_own_folders_and_compute_each_image_once
     assert sorted(p.name for p in (result_dir / "images").iterdir()) == ["000000.pt", "000001.pt"]
 
 
+@pytest.mark.in_process
 def test_reported_settings_are_the_built_components(make_cfg):
     """quantizer=logistic takes the top-level noise_std and has no bits; quantizer=none has no bits."""
     cfg = make_cfg("quantizer=logistic", "noise_std=0.1")
@@ -137,6 +141,7 @@ def test_reported_settings_are_the_built_components(make_cfg):
     assert op.describe() == dict(name="ill_conditioned", m=50, n=784, seed=0, kappa=10.0)
 
 
+@pytest.mark.fast
 def test_wandb_run_id_follows_the_run_folder(tmp_path):
     a = tracking.wandb_run_id(tmp_path / "job0", "abc-1")
     assert a == tracking.wandb_run_id(tmp_path / "x" / ".." / "job0", "abc-1")  # a requeued job: same folder
@@ -144,6 +149,7 @@ def test_wandb_run_id_follows_the_run_folder(tmp_path):
     assert a != tracking.wandb_run_id(tmp_path / "job0", "abc-2")
 
 
+@pytest.mark.in_process
 def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(tmp_path, caplog):
     from qcsbench.data import embedded_mnist
     from qcsbench.priors import fitted_gmm
@@ -177,6 +183,7 @@ FOLDER = ["method=biht", "method.iterations=30", "method.progress=false", "prior
           "dataset=image_folder", "dataset.image_size=28", "dataset.channels=1", "batch_size=2"]
 
 
+@pytest.mark.in_process
 def test_replaced_images_are_recomputed_and_more_images_resume(make_cfg, tmp_path, caplog):
     """The issue's reproduction: the images of an image_folder root replaced and the run repeated.
     Only the changed image is recomputed; the same experiment with more images resumes the rest."""
@@ -197,6 +204,7 @@ def test_replaced_images_are_recomputed_and_more_images_resume(make_cfg, tmp_pat
     assert torch.equal(saved["truth"], again["truth"]) and torch.equal(saved["recon"], again["recon"])
 
 
+@pytest.mark.in_process
 def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_path, caplog):
     """Records that load cleanly (weights only) but hold another image's fingerprint, an edited
     metrics row, or a recovery of the wrong shape are recomputed; the numbers are the true ones."""
@@ -220,6 +228,7 @@ def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_
     assert third["num_resumed"] == 4 and third["psnr_mean"] == first["psnr_mean"]
 
 
+@pytest.mark.in_process
 def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     """Overwritten in place: a new key. The same bytes elsewhere: the same key. A big file is
     hashed once (size and mtime unchanged), a diffusers folder by the files the prior reads."""
@@ -258,6 +267,7 @@ def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     assert key(dict(checkpoint=str(tmp_path / "b.pt"))) == first
 
 
+@pytest.mark.in_process
 def test_a_gmm_cache_that_is_not_this_fit_is_refitted(tmp_path, caplog):
     """An edited mean, or the cache file of another fit under this fit's name: refitted, never used."""
     from qcsbench.data import embedded_mnist
@@ -280,6 +290,7 @@ def test_a_gmm_cache_that_is_not_this_fit_is_refitted(tmp_path, caplog):
     assert "is not this fit" in caplog.text and prior.means.shape == (2, 64) and torch.equal(prior.means, honest.means)
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
 def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch, caplog, code):
     import errno
@@ -304,6 +315,7 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
             pass
 
 
+@pytest.mark.in_process
 def test_a_full_disk_while_saving_tensors_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
     """torch.save on a path turns ENOSPC into RuntimeError("basic_ios::clear ..."); through a Python
     file object the OSError reaches the run's one-sentence handling, named by the file meant."""

@@ -61,17 +61,20 @@ def qcs_sgm(make_cfg, cls=AnnealedLangevin):
     return instantiate(cfg, _target_=f"{cls.__module__}.{cls.__qualname__}")
 
 
+@pytest.mark.in_process
 def test_qcs_sgm_with_an_exact_likelihood_score_passes_the_yardstick(reference, make_cfg):
     rows = evaluate(qcs_sgm(make_cfg), *reference, SAMPLES)
     assert passes(rows), markdown_table(rows)
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("broken", [SignFlipped, MissingJacobian])
 def test_a_broken_likelihood_score_fails_the_yardstick(reference, make_cfg, broken):
     rows = evaluate(qcs_sgm(make_cfg, broken), *reference, SAMPLES)
     assert not passes(rows), markdown_table(rows)
 
 
+@pytest.mark.fast
 def test_figures_of_draws_from_the_right_gaussian_a_point_estimate_and_diverged_samples():
     g = torch.Generator().manual_seed(0)
     scale = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # tr Cov = 14
@@ -86,6 +89,7 @@ def test_figures_of_draws_from_the_right_gaussian_a_point_estimate_and_diverged_
     assert (point["spread"], point["z2"], point["coverage"], point["mse"]) == (0.0, None, None, 1.0)
 
 
+@pytest.mark.e2e
 def test_calibration_script_prints_a_finite_table_per_method():
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "calibrate.py"), "--methods", "qcs_sgm", "oneshot",

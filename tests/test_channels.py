@@ -7,6 +7,8 @@ from qcsbench.channels.interval import truncated_normal_moments
 from qcsbench.errors import ConfigError
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 
+pytestmark = pytest.mark.fast
+
 M = 50
 
 

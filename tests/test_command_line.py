@@ -29,6 +29,7 @@ COMPOSITION = [
 ]
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("argv,message", COMPOSITION)
 def test_a_command_line_hydra_cannot_compose_is_one_sentence(argv, message):
     with pytest.raises(ConfigError) as err:
@@ -37,6 +38,7 @@ def test_a_command_line_hydra_cannot_compose_is_one_sentence(argv, message):
     assert text.startswith(message) and "\n" not in text and text.endswith(".")
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("argv", [
     ["logger=none", "bits=2", "+experiment=qcs_sgm_mnist_1bit"],
     ["-m", "method=qcs_sgm,dps", "bits=1,2", "hydra/launcher=slurm"],
@@ -46,13 +48,14 @@ def test_a_good_command_line_passes(argv, tmp_path):
     cli.check_command_line(str(CONFIGS), "config", [*argv, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}"])
 
 
+@pytest.mark.in_process
 def test_a_current_folder_nothing_can_be_written_in_stops_before_hydra_makes_the_run_folder(monkeypatch):
     monkeypatch.chdir("/proc")  # a folder no one, root included, can create files in
     with pytest.raises(ConfigError, match=r"^hydra.run.dir=outputs/runs/\S+ is not writable \(no file can be created in /proc"):
         cli.check_command_line(str(CONFIGS), "config", ["logger=none"])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("args,line", [
     (["method=foo"], "error: method=foo is not an option of method: use one of ald, biht, diff_onebit, diffpir, dps, "
                      "idm, oneshot, qcs_sgm, qcs_sgm_plus, restoregrad."),
@@ -67,13 +70,14 @@ def test_on_the_command_line_one_line_exit_code_2(tmp_path, args, line):
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_read_only_current_folder_is_one_line():
     proc = run_cli("logger=none", cwd="/proc")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: hydra.run.dir=outputs/runs/") and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.in_process
 def test_a_run_folder_that_fills_up_is_one_sentence_and_the_store_keeps_the_images(make_cfg, tmp_path, monkeypatch,
                                                                                     capsys):
     """The disk fills up when the run writes its results (per_image.csv): one line, exit status 2,

@@ -11,9 +11,11 @@ from qcsbench.validate import check_train_config
 
 GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
-EXPERIMENTS = [p.stem for p in sorted((CONFIGS / "experiment").glob("*.yaml"))]
+# Added on top of the defaults with +group=option: presets, hardware, the debug run.
+ADDED = [f"{g}={p.stem}" for g in ("experiment", "hardware", "debug") for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_option_composes(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
@@ -24,6 +26,7 @@ def test_every_option_composes(make_cfg, group, option):
 CHEAP = [(g, option) for g, option in OPTIONS if g in ("quantizer", "operator", "method")]
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("group,option", CHEAP)
 def test_every_cheap_option_builds(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}", "device=cpu")
@@ -32,12 +35,14 @@ def test_every_cheap_option_builds(make_cfg, group, option):
     assert group != "operator" or (described["m"] == cfg.m and described["name"] == option)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_composes(make_cfg, name):
-    cfg = make_cfg(f"+experiment={name}")
+@pytest.mark.in_process
+@pytest.mark.parametrize("choice", ADDED)
+def test_every_added_config_composes(make_cfg, choice):
+    cfg = make_cfg(f"+{choice}")
     OmegaConf.to_container(cfg, resolve=True)
 
 
+@pytest.mark.in_process
 def test_the_documented_override_line_composes_and_builds(make_cfg):
     cfg = make_cfg("method=qcs_sgm", "bits=2", "m=400", "operator=ill_conditioned", "operator.kappa=1000")
     assert cfg.quantizer.bits == 2 and cfg.operator.kappa == 1000
@@ -47,6 +52,7 @@ def test_the_documented_override_line_composes_and_builds(make_cfg):
     assert instantiate(cfg.method).name == "qcs_sgm"
 
 
+@pytest.mark.in_process
 def test_defaults_are_the_qcs_sgm_mnist_setting(make_cfg):
     cfg = make_cfg()
     assert (cfg.bits, cfg.m, cfg.noise_std) == (1, 200, 0.05)
@@ -54,12 +60,14 @@ def test_defaults_are_the_qcs_sgm_mnist_setting(make_cfg):
     assert cfg.device == "auto" and cfg.logger.mode in ("offline", "online", "disabled")
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("bits,m", [(1, 12288), (2, 6144), (3, 4096)])
 def test_fixed_bit_budget_preset_sets_m_from_bits(make_cfg, bits, m):
     cfg = make_cfg("+experiment=qcs_sgm_celeba64_fixed_budget", f"bits={bits}")
     assert cfg.m == m and cfg.bits * cfg.m == 12288 and cfg.prior.name == "ncsnv2_celeba"
 
 
+@pytest.mark.in_process
 def test_paper_presets_pick_their_settings(make_cfg):
     ffhq = make_cfg("+experiment=onebit_ffhq256_table", "n_over_m=32")
     assert (ffhq.m, ffhq.noise_std, ffhq.prior.name) == (196608 // 32, 0.5, "adm_ffhq")
@@ -69,6 +77,7 @@ def test_paper_presets_pick_their_settings(make_cfg):
     assert (mnist.m, mnist.noise_std, mnist.bits) == (200, 0.05, 1)
 
 
+@pytest.mark.e2e
 def test_importing_the_package_registers_no_resolver_and_the_cli_does():
     import subprocess
     import sys
@@ -79,6 +88,7 @@ def test_importing_the_package_registers_no_resolver_and_the_cli_does():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIGS / "learner").glob("*.yaml")))
 def test_every_learner_passes_the_training_check(tmp_path, name):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):

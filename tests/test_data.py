@@ -10,6 +10,8 @@ from PIL import Image
 from qcsbench.data import ImageFolder, cifar10, embedded_mnist, mnist_idx
 from qcsbench.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 
 def test_embedded_mnist_split_is_fixed_and_interleaved():
     train, test = embedded_mnist("train"), embedded_mnist("test")

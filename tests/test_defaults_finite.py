@@ -11,6 +11,8 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.setup import build
 
+pytestmark = pytest.mark.in_process
+
 BITS = [1, 2, 3, 4, 8, 16]
 METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot"]
 LANGEVIN = dict(num_levels=10, steps_per_level=2)

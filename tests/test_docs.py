@@ -1,7 +1,10 @@
 """The project explains itself: every citation of the docs names a section that exists,
 and nothing cites notes that are not in the repository."""
+import pytest
 import re
 from pathlib import Path
+
+pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [p for pattern in ("qcsbench/**/*.py", "scripts/**/*.py", "tests/*.py", "configs/**/*.yaml", "*.py",

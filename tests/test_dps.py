@@ -16,6 +16,8 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from tests.prior_files import TINY_ADM, adm_file
 
+pytestmark = pytest.mark.fast
+
 SIGMA = 0.3
 M = 60
 

@@ -47,6 +47,7 @@ BINS = [  # (mean, var, lower, upper): inside, outside, far tails, narrow and on
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("mean,var,lower,upper", BINS)
 def test_truncated_normal_moments_match_quadrature(mean, var, lower, upper):
     m, v = truncated_normal_moments(*(torch.tensor([t], dtype=torch.float64) for t in (mean, var, lower, upper)))
@@ -60,6 +61,7 @@ def test_truncated_normal_moments_match_quadrature(mean, var, lower, upper):
         assert float(v1) == pytest.approx(v_ref, rel=1e-6, abs=1e-14)
 
 
+@pytest.mark.fast
 def test_moments_in_float32_are_finite_far_out():
     k = torch.tensor([-40.0, -10.0, 0.0, 10.0, 40.0])
     m, v = truncated_normal_moments(torch.zeros(5), torch.ones(5), k, torch.full((5,), np.inf))
@@ -78,6 +80,7 @@ def problem_for(op, channel, b=3, seed=0):
     return Problem(op, channel, meas), x
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("op_name", ["kappa1", "dct"])
 @pytest.mark.parametrize("channel", [UniformQuantizer(1, 0.1), UniformQuantizer(2, 0.1), UniformQuantizer(3, 0.05),
                                      GaussianNoise(0.1)], ids=["1bit", "2bit", "3bit", "none"])
@@ -96,6 +99,7 @@ def test_ep_equals_diagonal_score_for_row_orthogonal_a(op_name, channel):
         assert torch.allclose(e, d, rtol=1e-5, atol=1e-5 * float(d.abs().max()))
 
 
+@pytest.mark.fast
 def test_ep_on_the_logistic_task_is_ep_on_its_probit_equivalent():
     from qcsbench.channels import LogisticChannel
 
@@ -148,6 +152,7 @@ def small_case(kind, bits, seed):
     return Problem(op, channel, meas), xt
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bits", [1, 2])
 @pytest.mark.parametrize("kind", ["gaussian", "ill_conditioned"])
 def test_ep_is_close_to_the_exact_score_of_the_pseudo_likelihood(kind, bits):
@@ -178,6 +183,7 @@ def test_ep_is_close_to_the_exact_score_of_the_pseudo_likelihood(kind, bits):
         assert mean_ep < 0.35, (errors_ep, errors_diag)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("kind, tol", [("gaussian", 1e-8), ("ill_conditioned", 1e-6)])
 def test_ep_is_exact_without_quantization(kind, tol):
     """Unquantized data: p(y | x_t) = N(y; A x_t, C) and EP returns its score A^T C^{-1} (y - A x_t).
@@ -193,6 +199,7 @@ def test_ep_is_exact_without_quantization(kind, tol):
     assert torch.allclose(EPLikelihoodScore(problem)(xt, 0.2), expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.fast
 def test_results_do_not_depend_on_the_batch():
     op = ill_conditioned(SHAPE, 24, seed=1, kappa=1000.0).to(dtype=torch.float64)
     channel = UniformQuantizer(1, 0.1)
@@ -203,6 +210,7 @@ def test_results_do_not_depend_on_the_batch():
     assert torch.allclose(together[2:3], alone, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.fast
 def test_measurement_is_used_not_the_truth():
     """A score pulls z = A x towards the measured bins: a step along it raises the likelihood."""
     op = ill_conditioned(SHAPE, 24, seed=4, kappa=1000.0).to(dtype=torch.float64)
@@ -215,6 +223,7 @@ def test_measurement_is_used_not_the_truth():
     assert float(after) > float(before)
 
 
+@pytest.mark.fast
 def test_bad_ep_options_are_refused():
     from qcsbench.errors import ConfigError
     from qcsbench.methods.annealed_langevin import AnnealedLangevin
@@ -225,6 +234,7 @@ def test_bad_ep_options_are_refused():
 # --- the method, end to end -----------------------------------------------------------
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("experiment", ["qcs_sgm_plus_mnist_ill_conditioned_1bit", "qcs_sgm_plus_mnist_ill_conditioned_2bit",
                                         "qcs_sgm_plus_mnist_correlated_1bit", "qcs_sgm_plus_mnist_correlated_2bit"])
 def test_presets_compose(make_cfg, experiment):
@@ -234,7 +244,7 @@ def test_presets_compose(make_cfg, experiment):
     assert cfg.operator.get("kappa", None) == 1000.0 or cfg.operator.get("rho", None) == 0.4
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("bits", [1, 2])
 def test_run_py_qcs_sgm_plus_end_to_end(cache_dir, tmp_path, bits):
     out = tmp_path / "run"
@@ -321,6 +331,7 @@ def reference_ep_score(a, y, lower, upper, x, noise_var, beta, bits, num_iter=5,
     return torch.stack(out)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bits", [1, 2])
 @pytest.mark.parametrize("kind", ["gaussian", "ill_conditioned"])
 @pytest.mark.parametrize("where", ["near", "far"])
@@ -391,6 +402,7 @@ def scipy_ep_fixed_point_score(a, lower, upper, b, beta, sigma):
     return a.T @ ((m_f - h / lam) * lam)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bits,seed,beta", [(1, 0, 50.0), (1, 2, 50.0), (1, 1, 1.0), (1, 0, 0.1),
                                             (2, 2, 50.0), (2, 1, 1.0), (2, 0, 0.1)])
 def test_ep_converges_to_its_fixed_point_when_m_is_twice_n(bits, seed, beta):
@@ -414,6 +426,7 @@ def test_ep_converges_to_its_fixed_point_when_m_is_twice_n(bits, seed, beta):
     assert rel(EPLikelihoodScore(problem32)(xt.float(), beta).double()) < (3e-4 if bits == 1 else 3e-2)
 
 
+@pytest.mark.in_process
 def test_mnist_with_more_measurements_than_pixels_stays_finite(make_cfg, tmp_path):
     """M = 1000 > N = 784 with a plain likelihood weight of 1: the 5-sweep EP from lam_F = 1 made
     one of these 2 digits diverge (measured); converged EP keeps both finite."""

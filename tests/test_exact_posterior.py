@@ -16,6 +16,8 @@ from qcsbench.operators import DenseOperator, gaussian, ill_conditioned
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 
+pytestmark = pytest.mark.fast
+
 F64 = torch.float64
 
 

@@ -12,6 +12,8 @@ from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.setup import instantiate
 
+pytestmark = pytest.mark.in_process
+
 MARKER = "/tmp/qcsbench-foreign-module-ran"
 IDM = learned_file.WEIGHTS / "idm_mnist_1bit_m200.pt"
 RESTOREGRAD = learned_file.WEIGHTS / "restoregrad_mnist_1bit_m200.pt"

@@ -6,6 +6,8 @@ import torch
 from qcsbench.data import embedded_mnist
 from qcsbench.priors import GaussianMixturePrior, fitted_gmm
 
+pytestmark = pytest.mark.fast
+
 D = 6
 
 

@@ -1,9 +1,12 @@
 """grid.png: a diverged recovery is framed in red and its NaN pixels are grey, not black."""
+import pytest
 import numpy as np
 import torch
 from PIL import Image
 
 from qcsbench import tracking
+
+pytestmark = pytest.mark.fast
 
 
 def red_mask(arr):

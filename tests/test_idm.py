@@ -42,6 +42,7 @@ def quadrature_target(channel, meas, z_hat, var_z):
     return (z * weight * p).sum(-1) / (weight * p).sum(-1)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("channel", [UniformQuantizer(1, 0.05), UniformQuantizer(3, 0.1), LogisticChannel(0.1)],
                          ids=["1bit", "3bit", "logistic"])
 def test_quantized_target_is_the_posterior_mean_of_z_given_its_bin(channel):
@@ -54,6 +55,7 @@ def test_quantized_target_is_the_posterior_mean_of_z_given_its_bin(channel):
     assert torch.allclose(got.double(), want, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.fast
 def test_quantized_target_without_quantization_is_the_gaussian_update():
     channel = GaussianNoise(0.2)
     z_hat = torch.randn(3, 10, dtype=torch.float64)
@@ -63,6 +65,7 @@ def test_quantized_target_without_quantization_is_the_gaussian_update():
     assert torch.allclose(got, z_hat + 0.5 / (0.5 + 0.04) * (y - z_hat))
 
 
+@pytest.mark.fast
 def test_pseudo_inverse_step_is_the_dense_pinv_and_reaches_its_target():
     op = gaussian((1, 6, 6), 10, seed=3)
     x0 = torch.rand(2, 1, 6, 6)
@@ -107,6 +110,7 @@ def plain_sampler(prior, problem, sigmas, spreads, gammas, pixel_rms=0.31):
     return x0
 
 
+@pytest.mark.fast
 def test_untrained_network_is_the_plain_few_step_sampler(tiny):
     prior, problem, _ = tiny
     net = learner(prior, steps=3, sigma_start=1.0, sigma_end=0.05)
@@ -121,6 +125,7 @@ def test_untrained_network_is_the_plain_few_step_sampler(tiny):
         assert not torch.allclose(net(problem), got, atol=1e-3)
 
 
+@pytest.mark.fast
 def test_gradient_checkpointing_gives_the_same_gradients(tiny):
     prior, problem, x = tiny
     grads = []
@@ -135,6 +140,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny):
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.fast
 def test_frozen_unet_and_no_injection_train_only_what_they_say(tiny):
     prior, _, _ = tiny
     frozen = learner(prior, train_unet=False)
@@ -142,6 +148,7 @@ def test_frozen_unet_and_no_injection_train_only_what_they_say(tiny):
     assert learner(prior, inject=False).injectors is None
 
 
+@pytest.mark.fast
 def test_bad_learner_settings_stop_with_one_sentence(tiny):
     prior, _, _ = tiny
     with pytest.raises(ConfigError, match="learner.consistency=exact"):
@@ -157,6 +164,7 @@ def train_cfg(tmp_path, prior_path, *overrides):
             "eval_images=4", "eval_every=3", "save_every=3", "log_every=1", "m=60", "learner.steps=2", *overrides])
 
 
+@pytest.mark.in_process
 def test_training_lowers_the_loss_writes_a_model_and_resumes(tmp_path):
     prior_path = tmp_path / "prior.pt"
     trained_file(prior_path)
@@ -179,6 +187,7 @@ def test_training_lowers_the_loss_writes_a_model_and_resumes(tmp_path):
         train(train_cfg(tmp_path, prior_path, "max_steps=12", "learner.steps=3"))
 
 
+@pytest.mark.in_process
 def test_training_rejects_bad_values_before_any_compute(tmp_path):
     with pytest.raises(ConfigError, match="lr=-1"):
         train(train_cfg(tmp_path, tmp_path / "missing.pt", "lr=-1"))
@@ -204,6 +213,7 @@ def model_file(tmp_path):
     return tmp_path / "train" / "model.pt"
 
 
+@pytest.mark.in_process
 def test_model_file_round_trip_recovers_as_the_trained_network(model_file):
     method = IDM(checkpoint=model_file, progress=False)
     state = learned_file.read(model_file)
@@ -216,6 +226,7 @@ def test_model_file_round_trip_recovers_as_the_trained_network(model_file):
     assert torch.equal(result.x_hat, want) and result.nfe == 2
 
 
+@pytest.mark.in_process
 def test_a_model_on_another_problem_stops_naming_what_differs(model_file, make_cfg):
     common = ["method=idm", f"method.checkpoint={model_file}"]
     build(make_cfg(*common, "m=60"))  # the problem it was trained for
@@ -227,6 +238,7 @@ def test_a_model_on_another_problem_stops_naming_what_differs(model_file, make_c
     build(make_cfg(*common, "m=100", "method.allow_mismatch=true"))
 
 
+@pytest.mark.in_process
 def test_another_image_shape_stops_in_one_sentence_even_with_allow_mismatch(model_file):
     """allow_mismatch lets a model meet another operator or quantizer, but its network cannot take
     images of another shape: that stops at set-up (setup.build calls check_problem), not in the UNet."""
@@ -242,7 +254,7 @@ def test_another_image_shape_stops_in_one_sentence_even_with_allow_mismatch(mode
     assert "(1, 28, 28)" in message and "(3, 32, 32)" in message and "\n" not in message
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_py_with_the_shipped_model_beats_the_untrained_network(tmp_path, make_cfg):
     """The default experiment's 16 digits: the shipped weights against the network they were
     trained from (the plain 3-step sampler on ncsn_mnist), on the same measurements."""

@@ -10,6 +10,8 @@ from qcsbench.priors import GaussianMixturePrior
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 
+pytestmark = pytest.mark.fast
+
 SHAPE = (1, 4, 4)
 D, M = 16, 6
 

@@ -18,6 +18,8 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from qcsbench.validate import accepted_keys
 
+pytestmark = pytest.mark.fast
+
 METHODS = Path(__file__).resolve().parents[1] / "configs" / "method"
 
 

@@ -7,6 +7,7 @@ import torch
 from qcsbench import metrics
 from qcsbench.errors import ConfigError
 
+pytestmark = pytest.mark.fast
 
 
 def _torchvision_imports() -> bool:

@@ -38,6 +38,7 @@ def autograd_of(fn, x):
     return grad
 
 
+@pytest.mark.fast
 def test_probit_data_term_gradient_matches_float64_autograd():
     sigma = 0.05
     problem, _, a = small_problem(UniformQuantizer(1, noise_std=sigma))
@@ -48,6 +49,7 @@ def test_probit_data_term_gradient_matches_float64_autograd():
     assert torch.allclose(nll_grad(problem, x), autograd_of(probit, x), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("extra_var", [0.0, 0.3])
 def test_logistic_data_term_gradient_matches_float64_autograd(extra_var):
     t = 0.1
@@ -60,6 +62,7 @@ def test_logistic_data_term_gradient_matches_float64_autograd(extra_var):
     assert torch.allclose(nll_grad(problem, x, extra_var), autograd_of(logistic, x), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.fast
 def test_logistic_channel_draws_with_the_sigmoid_probability_and_stays_finite():
     ch = LogisticChannel(temperature=0.5)
     z = torch.full((1, 20000), 0.4, dtype=torch.float64)
@@ -80,6 +83,7 @@ def tiny_gmm():
                                                  torch.tensor([1.0, 0.1], dtype=torch.float64))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("guidance", ["nll", "sqrt_nll"])
 def test_dps_guidance_gradient_matches_finite_differences(guidance):
     problem, _, _ = small_problem(UniformQuantizer(1, noise_std=0.3), batch=2)
@@ -100,6 +104,7 @@ def test_dps_guidance_gradient_matches_finite_differences(guidance):
     assert torch.allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.fast
 def test_gaussian_prox_is_the_exact_minimiser():
     problem, _, a = small_problem(UniformQuantizer(3, noise_std=0.1), m=8)
     y, s, rho = problem.channel.dequantize(problem.measurement), 0.1, 7.0
@@ -109,6 +114,7 @@ def test_gaussian_prox_is_the_exact_minimiser():
     assert grad.abs().max() < 1e-8
 
 
+@pytest.mark.fast
 def test_gradient_prox_lowers_the_hqs_objective():
     problem, _, _ = small_problem(UniformQuantizer(1, noise_std=0.05))
     x0, rho = torch.rand(3, *SHAPE, dtype=torch.float64), 2.0
@@ -117,6 +123,7 @@ def test_gradient_prox_lowers_the_hqs_objective():
     assert (objective(x) < objective(x0) - 1e-3).all()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("channel", [UniformQuantizer(1, noise_std=0.1), UniformQuantizer(2, noise_std=0.1),
                                      UniformQuantizer(3, noise_std=0.1), LogisticChannel(temperature=0.1)])
 def test_curvature_bound_is_the_sharpest_bend_of_the_log_likelihood(channel):
@@ -133,6 +140,7 @@ def test_curvature_bound_is_the_sharpest_bend_of_the_log_likelihood(channel):
     assert float(bend.max()) <= bound * (1 + 1e-3) and float(bend.max()) >= 0.98 * bound
 
 
+@pytest.mark.fast
 def test_the_stable_step_keeps_a_multibit_data_step_bounded_and_three_times_it_does_not():
     """Diff-OneBit's data step at rho = 0 (its first levels) on 2-bit bins: at the bound the iterate
     settles; at three times it (what the fixed step 0.03 was on MNIST) it overshoots bin after bin."""
@@ -147,6 +155,7 @@ def test_the_stable_step_keeps_a_multibit_data_step_bounded_and_three_times_it_d
     assert not torch.isfinite(wild).all() or float(wild.abs().max()) > 1e3 * float(settled.abs().max())
 
 
+@pytest.mark.fast
 def test_a_noiseless_quantizer_needs_a_surrogate():
     from qcsbench.errors import ConfigError
 
@@ -195,6 +204,7 @@ def recover(mnist, name, problem=None):
     return method.recover(problem or mnist["problem"], mnist["prior"], ImageRandom(0, mnist["indices"], SAMPLER))
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("name", ["diff_onebit", "diffpir", "dps", "ald", "oneshot"])
 def test_each_method_beats_oneshot_from_a_random_guess(mnist, name):
     result = recover(mnist, name)
@@ -202,6 +212,7 @@ def test_each_method_beats_oneshot_from_a_random_guess(mnist, name):
     assert float(metrics.psnr(result.x_hat, mnist["x"]).mean()) > mnist["floor"] + 1.0
 
 
+@pytest.mark.in_process
 def test_biht_beats_itself_on_random_signs(mnist):
     result = recover(mnist, "biht")
     real = metrics.psnr_scaled(result.x_hat, mnist["x"]).mean()
@@ -209,13 +220,14 @@ def test_biht_beats_itself_on_random_signs(mnist):
     assert result.nfe == 0 and float(real) > float(noise) + 1.0
 
 
+@pytest.mark.in_process
 def test_diff_onebit_improves_on_its_initialisation(mnist):
     result = recover(mnist, "diff_onebit")
     first = metrics.psnr(result.info["first_estimate"], mnist["x"]).mean()
     assert float(metrics.psnr(result.x_hat, mnist["x"]).mean()) > float(first) + 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
     """run.py with quantizer=logistic: Diff-OneBit from the command line, QCS-SGM and QCS-SGM+ in process."""
     proc = run_cli(*BASE, "quantizer=logistic", "method=diff_onebit", "method.num_levels=30", "m=300",
@@ -231,6 +243,7 @@ def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
     assert d1["nfe"] == 30 and qcs["nfe"] == 40 and plus["nfe"] == 40
 
 
+@pytest.mark.fast
 def test_diff_onebit_surrogate_only_widens_the_likelihood():
     """The surrogate's width is max(surrogate_std, the channel's noise): the FFHQ table's sigma = 0.5
     runs on the channel's own probit instead of stopping."""

@@ -1,8 +1,11 @@
 import math
 
+import pytest
 import torch
 
 from qcsbench import metrics
+
+pytestmark = pytest.mark.fast
 
 
 def test_psnr_is_per_image_with_data_range_one():

@@ -35,6 +35,7 @@ def offline_cache(hub_cache, monkeypatch):
     return hub_cache
 
 
+@pytest.mark.in_process
 def test_a_cached_model_id_loads_the_same_model_as_its_folder(offline_cache):
     by_id = ddpm_prior(path=MODEL_ID)
     by_folder = ddpm_prior(path=offline_cache / f"models--test-org--tiny-ddpm" / "snapshots" / REVISION)
@@ -44,12 +45,14 @@ def test_a_cached_model_id_loads_the_same_model_as_its_folder(offline_cache):
         assert torch.equal(by_id.score(x, 0.5), by_folder.score(x, 0.5))
 
 
+@pytest.mark.in_process
 def test_a_model_id_not_in_the_cache_stops_with_one_sentence(offline_cache):
     with pytest.raises(ConfigError, match=r"^prior.path=google/ddpm-cifar10-32 is neither a folder nor a model in "
                                           r"the local Hugging Face cache \(.*hub\): fetch it once"):
         ddpm_prior(path="google/ddpm-cifar10-32")
 
 
+@pytest.mark.e2e
 def test_hf_home_points_a_fresh_process_at_the_cache(hub_cache):
     """The way a user sets it: HF_HOME (its hub/ folder is the cache), no network."""
     env = dict(os.environ, HF_HOME=str(hub_cache.parent), HF_HUB_OFFLINE="1",
@@ -61,6 +64,7 @@ def test_hf_home_points_a_fresh_process_at_the_cache(hub_cache):
     assert proc.stdout.strip().endswith("(1, 8, 8)")
 
 
+@pytest.mark.in_process
 def test_run_py_checks_accept_a_cached_model_id(offline_cache, make_cfg):
     """The config check looks the id up in the cache (it used to demand an existing folder)."""
     from qcsbench.validate import check_config
@@ -71,7 +75,7 @@ def test_run_py_checks_accept_a_cached_model_id(offline_cache, make_cfg):
         check_config(make_cfg("prior=ddpm", "prior.path=nobody/nothing", "logger=none"))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_py_recovers_with_a_cached_model_id(hub_cache, tmp_path):
     """python run.py prior.path=ORG/NAME, as the README promises, with HF_HOME naming the cache."""
     import numpy as np

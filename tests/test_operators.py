@@ -15,6 +15,8 @@ from qcsbench.operators.dense import ar1_factor, haar_orthonormal_columns
 from qcsbench.operators.hadamard import fwht
 from qcsbench.operators.krylov import lanczos_top
 
+pytestmark = pytest.mark.fast
+
 SHAPE = (1, 8, 8)
 N = 64
 BUILDERS = {

@@ -8,6 +8,8 @@ import pytest
 from conftest import CONFIGS, TINY
 from qcsbench.runner import run
 
+pytestmark = pytest.mark.in_process
+
 OPERATORS = sorted(p.stem for p in (CONFIGS / "operator").glob("*.yaml"))
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from conftest import ROOT, TINY
 
+pytestmark = pytest.mark.e2e
 
-@pytest.mark.slow
+
 def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir):
     venv = tmp_path / "venv"
     # the venv sees this machine's packages (torch, hydra, ...), so the install is offline and

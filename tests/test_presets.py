@@ -15,6 +15,8 @@ from conftest import TINY
 from qcsbench.runner import run
 from tests.prior_files import adm_file, ncsnv2_file
 
+pytestmark = pytest.mark.in_process
+
 # A short ladder below sigma = 1 keeps random-weight networks finite.
 FEW_LEVELS = ["method.num_levels=3", "method.sigma_max=1.0", "method.progress=false", "logger=none"]
 LANGEVIN = [*FEW_LEVELS, "method.steps_per_level=1"]

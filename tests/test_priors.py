@@ -14,6 +14,8 @@ from qcsbench.priors.vp import linear_alphas_cumprod
 from qcsbench.setup import instantiate
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file
 
+pytestmark = pytest.mark.in_process
+
 torch.set_num_threads(2)
 
 
@@ -358,7 +360,7 @@ def test_speed_knobs_are_checked(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match=r"prior\.autocast=fp8 is not allowed"):
         load(make_cfg, "prior=ncsnv2_mnist", f"prior.checkpoint={tmp_path / 'c.pth'}", "prior.ngf=4",
              "prior.autocast=fp8")
-    cfg = make_cfg("+experiment=gpu", "prior=ncsnv2_mnist")
+    cfg = make_cfg("+hardware=gpu", "prior=ncsnv2_mnist")
     assert (cfg.prior.autocast, cfg.prior.compile, cfg.device) == ("bf16", True, "cuda")
     assert make_cfg("prior=ncsnv2_mnist").prior.autocast == "none"
 

@@ -10,7 +10,6 @@ from qcsbench.priors.trained import WEIGHTS, trained_prior
 from tests.conftest import SHORT, THREADS, run_and_read, run_cli
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file
 
-pytestmark = pytest.mark.slow
 
 def family_files(family, tmp_path):
     if family == "ncsnv2":
@@ -35,6 +34,7 @@ def check_run(summary, out):
     assert recon.shape == (2, 1, 28, 28) and 0 <= float(recon.min()) and float(recon.max()) <= 1
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("family", ["ddpm", "ncsnpp", "adm"])
 def test_each_family_recovers_through_the_runner(family, tmp_path, make_cfg):
     """In-process (run.py's only work is calling runner.run), so the whole file stays fast."""
@@ -44,12 +44,14 @@ def test_each_family_recovers_through_the_runner(family, tmp_path, make_cfg):
     check_run(run(cfg), tmp_path / "run")
 
 
+@pytest.mark.e2e
 def test_ncsnv2_recovers_through_run_py(tmp_path):
     summary, config, out = run_and_read(tmp_path, *family_files("ncsnv2", tmp_path), *SHORT)
     check_run(summary, out)
     assert "qcsbench.priors.ncsnv2.ncsnv2_prior" in config
 
 
+@pytest.mark.e2e
 def test_wrong_image_size_stops_before_sampling(tmp_path):
     ncsnv2_file(tmp_path / "c.pth", channels=3, image_size=32)
     proc = run_cli("prior=ncsnv2_cifar10", f"prior.checkpoint={tmp_path / 'c.pth'}", "prior.ngf=4", *SHORT,
@@ -71,6 +73,7 @@ def shipped():
     return trained_prior(shipped="ncsn_mnist").to("cpu", torch.float32)
 
 
+@pytest.mark.in_process
 def test_shipped_ncsn_mnist_is_small_and_denoises(shipped):
     assert (WEIGHTS / "ncsn_mnist.pt").stat().st_size < 20 * 2**20
     assert shipped.shape == (1, 28, 28) and len(shipped.sigmas) == 232
@@ -85,6 +88,7 @@ def test_shipped_ncsn_mnist_is_small_and_denoises(shipped):
     assert float((shipped.denoise(noisy, 0.5) - x0).pow(2).mean()) < 0.5 * float((mean_image - x0).pow(2).mean())
 
 
+@pytest.mark.in_process
 def test_shipped_ncsn_mnist_samples_look_like_digits(shipped):
     """Unconditional annealed Langevin with a short ladder: samples have MNIST's ink statistics."""
     from qcsbench.samplers.langevin import annealed_langevin
@@ -102,6 +106,7 @@ def test_shipped_ncsn_mnist_samples_look_like_digits(shipped):
     assert float((x > 0.5).float().mean()) > 0.05  # with strokes
 
 
+@pytest.mark.e2e
 def test_run_ncsn_mnist_end_to_end_beats_a_floor(tmp_path):
     """The default experiment on its first 4 digits (per-image seeds: the same numbers as in the
     16-digit run, 14.0 dB / SSIM 0.64 there). An all-black guess scores about 10 dB and SSIM near 0.

@@ -11,6 +11,7 @@ from conftest import ROOT, TINY
 from qcsbench import progress
 
 
+@pytest.mark.fast
 def test_one_line_per_tenth_with_the_label_elapsed_and_eta(caplog):
     caplog.set_level(logging.INFO, logger="qcsbench.progress")
     with progress.labelled("qcs_sgm images 0-3"):
@@ -21,6 +22,7 @@ def test_one_line_per_tenth_with_the_label_elapsed_and_eta(caplog):
     assert lines[-1].startswith("qcs_sgm images 0-3: 100% (40/40 steps)") and "ETA 0 s" in lines[-1]
 
 
+@pytest.mark.fast
 def test_unlabelled_loop_uses_its_own_name_and_disabled_is_quiet(caplog):
     caplog.set_level(logging.INFO, logger="qcsbench.progress")
     list(progress.steps([1, 2, 3], "hqs", enabled=False))
@@ -29,6 +31,7 @@ def test_unlabelled_loop_uses_its_own_name_and_disabled_is_quiet(caplog):
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["hqs"] * 3  # 33, 67, 100 %
 
 
+@pytest.mark.fast
 def test_every_update_mode_and_durations(caplog):
     caplog.set_level(logging.INFO, logger="qcsbench.progress")
     tracker = progress.Progress(16, "dps, all images", unit="images", every=0, bar=False)
@@ -41,7 +44,7 @@ def test_every_update_mode_and_durations(caplog):
     assert progress.duration(3 * 3600 + 7 * 60) == "3 h 07 min"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_writing_to_a_file_shows_progress_lines(tmp_path, cache_dir):
     """As in a batch job: stdout and stderr go to a file, not a terminal."""
     job = [arg for arg in TINY if not arg.startswith(("method.progress", "num_images", "batch_size"))]

@@ -26,6 +26,7 @@ from tests.conftest import CONFIGS, run_and_read
 from tests.prior_files import trained_file
 
 
+@pytest.mark.fast
 def test_kl_term_is_the_kl_of_two_zero_mean_normals():
     g = torch.Generator().manual_seed(0)
     s_q, s_p = 0.1 + torch.rand(3, 5, generator=g, dtype=torch.float64), 0.1 + torch.rand(3, 5, generator=g,
@@ -34,6 +35,7 @@ def test_kl_term_is_the_kl_of_two_zero_mean_normals():
     assert torch.allclose(gaussian_kl(s_q, s_p), want)
 
 
+@pytest.mark.fast
 def test_diffusion_and_collapse_terms_against_the_gaussian_log_density():
     """The diffusion term is -2 log N(err; 0, c_out^2) - log(2 pi c_out^2) per pixel, c_out the EDM
     output scale at the image's sigma; the collapse term is ||x0||^2 in the metric of s_q^2,
@@ -68,6 +70,7 @@ def tiny(tmp_path):
     return prior, problem, x
 
 
+@pytest.mark.fast
 def test_untrained_model_with_unit_spread_is_the_prior_denoiser(tiny):
     prior, problem, _ = tiny
     for kind in ("learned", "identity"):
@@ -83,6 +86,7 @@ def test_untrained_model_with_unit_spread_is_the_prior_denoiser(tiny):
         assert torch.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.fast
 def test_zero_sampling_steps_return_the_prior_draw_at_its_scale(tiny):
     prior, problem, _ = tiny
     net = learner(prior, prior_kind="handmade", sigma_max=10.0)
@@ -95,6 +99,7 @@ def test_zero_sampling_steps_return_the_prior_draw_at_its_scale(tiny):
     assert abs(float(ratio.mean()) - 1) < 0.03 and float(draw.mean(0).abs().max() / (2 * 10 * spread.max())) < 0.3
 
 
+@pytest.mark.fast
 def test_handmade_spread_follows_the_local_energy():
     v = torch.zeros(1, 1, 8, 8)
     v[..., 2:4, 2:4] = 3.0
@@ -102,6 +107,7 @@ def test_handmade_spread_follows_the_local_energy():
     assert float(s[0, 0, 2, 2]) > 1.5 and float(s[0, 0, 7, 7]) == pytest.approx(0.1)
 
 
+@pytest.mark.fast
 def test_bad_settings_stop_with_one_sentence(tiny):
     prior, _, _ = tiny
     with pytest.raises(ConfigError, match="learner.prior_kind=gauss"):
@@ -118,6 +124,7 @@ def train_cfg(tmp_path, prior_path, *overrides):
             "learner.sampling_steps=3", *overrides])
 
 
+@pytest.mark.in_process
 def test_training_lowers_the_loss_and_the_model_file_samples(tmp_path):
     prior_path = tmp_path / "prior.pt"
     trained_file(prior_path)
@@ -141,7 +148,7 @@ def test_training_lowers_the_loss_and_the_model_file_samples(tmp_path):
         RestoreGrad(checkpoint=tmp_path / "train" / "model.pt", steps=0)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_py_with_the_shipped_model_beats_the_untrained_one(tmp_path, make_cfg):
     """The default experiment's 16 digits: the shipped model against the one it was trained from (zero
     injectors, unit spread: the prior's unconditional sampler), on the same measurements and seed."""

@@ -37,7 +37,7 @@ def cli_run(tmp_path_factory, cache_dir):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_writes_every_file_with_sane_values(cli_run):
     for name in FILES:
         assert (cli_run / name).is_file(), name
@@ -65,7 +65,7 @@ def test_run_writes_every_file_with_sane_values(cli_run):
     assert "bits: 1" in (cli_run / "config.yaml").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     runs = glob.glob(str(cli_run / "wandb" / "offline-run-*"))
     assert len(runs) == 1
@@ -81,6 +81,7 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     assert glob.glob(runs[0] + "/files/media/images/grid*.png")
 
 
+@pytest.mark.in_process
 def test_results_do_not_depend_on_the_batch_size(make_cfg, tmp_path):
     runs = {}
     for b in (3, 1):
@@ -91,7 +92,7 @@ def test_results_do_not_depend_on_the_batch_size(make_cfg, tmp_path):
     assert torch.allclose(runs[3], runs[1], atol=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_more_bits_recover_better(make_cfg, tmp_path, cli_run):
     one = json.loads((cli_run / "metrics.json").read_text())  # the same tiny run at 1 bit
     for bits in (2, 3):
@@ -99,6 +100,7 @@ def test_more_bits_recover_better(make_cfg, tmp_path, cli_run):
         assert more["psnr_mean"] > one["psnr_mean"] + 1.0, bits
 
 
+@pytest.mark.in_process
 def test_a_diverging_run_says_so_and_writes_no_nan(make_cfg, tmp_path):
     summary = run(make_cfg(*TINY, "method.step_lr=50", "method.max_step_ratio=null", "method.num_levels=10",
                            f"+run_dir={tmp_path}"))
@@ -111,6 +113,7 @@ def test_a_diverging_run_says_so_and_writes_no_nan(make_cfg, tmp_path):
     assert ((grid[..., 0] > 200) & (grid[..., 1] < 60)).any()  # the diverged recoveries are framed in red
 
 
+@pytest.mark.in_process
 def test_the_documented_ill_conditioned_command_does_not_diverge(make_cfg, tmp_path):
     """python run.py method=qcs_sgm bits=2 m=400 operator=ill_conditioned operator.kappa=1000: the
     diagonal score over-states the curvature of an ill-conditioned A, and the reference step
@@ -134,6 +137,7 @@ BAD = [
 ]
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("overrides,message", BAD)
 def test_bad_input_stops_before_any_compute(make_cfg, tmp_path, monkeypatch, overrides, message):
     empty_cache = tmp_path / "cache"
@@ -144,7 +148,7 @@ def test_bad_input_stops_before_any_compute(make_cfg, tmp_path, monkeypatch, ove
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so device=cuda is valid")
 def test_bad_input_on_the_command_line_is_one_sentence(tmp_path):
     proc = run_cli("device=cuda", "logger=none", f"hydra.run.dir={tmp_path}")

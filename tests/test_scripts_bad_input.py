@@ -54,6 +54,7 @@ class FakeRunPy:
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
 
+@pytest.mark.fast
 def test_compare_methods_never_prints_the_numbers_of_other_overrides(monkeypatch, capsys, tmp_path):
     compare = script("compare_methods")
     fake = FakeRunPy()
@@ -69,6 +70,7 @@ def test_compare_methods_never_prints_the_numbers_of_other_overrides(monkeypatch
     assert tables[2] == tables[0] and len(fake.calls) == 3  # every table comes from its own run (resumed by run.py)
 
 
+@pytest.mark.fast
 def test_compare_methods_stops_with_the_run_error_and_exit_status_2(monkeypatch, capsys, tmp_path):
     compare = script("compare_methods")
     monkeypatch.setattr(compare.subprocess, "run",
@@ -78,6 +80,7 @@ def test_compare_methods_stops_with_the_run_error_and_exit_status_2(monkeypatch,
     assert err == "error: method=oneshot m=20: seed=-1 is not allowed: use a non-negative integer."
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("argv,message", [
     (["--methods", "foo"], "error: argument --methods: invalid choice: 'foo'"),
     (["--m", "0"], "error: argument --m: 0 is not allowed (use a positive integer)"),
@@ -92,7 +95,7 @@ def test_compare_methods_bad_arguments(monkeypatch, capsys, argv, message):
 ONESHOT = [o for o in TINY if not o.startswith("method.")]  # oneshot has no ladder
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_compare_methods_end_to_end_a_changed_override_changes_the_table(tmp_path, cache_dir):
     """Two real runs (the session's cached mixture): bits=3 after bits=1 prints its own numbers."""
     def table(bits):
@@ -138,6 +141,7 @@ CALIBRATE = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("argv,message", CALIBRATE)
 def test_calibrate_bad_arguments_stop_before_the_first_gibbs_sweep(monkeypatch, capsys, argv, message):
     calibrate = script("calibrate")
@@ -148,6 +152,7 @@ def test_calibrate_bad_arguments_stop_before_the_first_gibbs_sweep(monkeypatch, 
     assert one_line_exit_2(capsys, monkeypatch, calibrate, argv).startswith(f"error: {message}")
 
 
+@pytest.mark.fast
 def test_calibrate_runs_no_learned_method_by_default():
     calibrate = script("calibrate")
     assert calibrate.LEARNED == ["idm", "restoregrad"]
@@ -156,6 +161,7 @@ def test_calibrate_runs_no_learned_method_by_default():
 
 # --- plot_training -------------------------------------------------------------------------------
 
+@pytest.mark.fast
 @pytest.mark.parametrize("content,message", [
     ('{"a":', "cannot be read as JSON"),
     (b"\xff\xfe\x00", "cannot be read as JSON"),
@@ -174,6 +180,7 @@ def test_plot_training_names_a_damaged_history(monkeypatch, capsys, tmp_path, co
     assert not (tmp_path / "c.png").exists()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("runs,out,message", [
     (["x"], "c.png", "error: x is not LABEL=RUN_FOLDER"), (["=h.json"], "c.png", "error: =h.json is not LABEL="),
     (["a=h.json", "a=h.json"], "c.png", "error: the label a is given twice"),
@@ -187,6 +194,7 @@ def test_plot_training_bad_arguments(monkeypatch, capsys, tmp_path, runs, out, m
     assert one_line_exit_2(capsys, monkeypatch, plot, [*runs, "--out", out]).startswith(message)
 
 
+@pytest.mark.fast
 def test_plot_training_reads_a_good_history(monkeypatch, capsys, tmp_path):
     plot = script("plot_training")
     (tmp_path / "h.json").write_text('[{"step": 0, "eval_psnr": 9.5}, {"step": 10, "eval_psnr": 12.25}]')

@@ -48,7 +48,7 @@ def check_aggregate(sweep_dir, metrics):
     assert (Path(sweep_dir) / "runs.csv").is_file() and (Path(sweep_dir) / "psnr_vs_bits.png").is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_local_grid_aggregate_and_resume(tmp_path, cache_dir):
     sweep_dir = tmp_path / "sweep"
     sweep(sweep_dir, "logger=none")
@@ -77,7 +77,7 @@ def test_local_grid_aggregate_and_resume(tmp_path, cache_dir):
         assert redone[key]["psnr_mean"] == pytest.approx(m["psnr_mean"], abs=1e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
     sweep_dir = tmp_path / "sweep"
     proc = run_cli("-m", *JOB, "logger=none", "bits=1,0", f"hydra.sweep.dir={sweep_dir}",
@@ -97,7 +97,7 @@ def wandb_records(sweep_dir):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_wandb_one_run_per_job_folder_grouped_by_sweep(tmp_path, cache_dir):
     """A job run again in its own folder (a requeued SLURM task) continues its W&B run; the same
     grid in a new sweep folder is a new set of runs, even with equal settings."""
@@ -134,7 +134,7 @@ def require_slurm():
     pytest.skip(message)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     require_slurm()
     sweep_dir = tmp_path / "sweep"
@@ -147,7 +147,7 @@ def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     assert len(logs) == 4  # four SLURM array tasks ran them
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
     """Preempt a running SLURM task the way SLURM does (submitit's own test signal): submitit
     checkpoints and requeues it, and the requeued task reuses the images already stored."""
@@ -181,6 +181,7 @@ def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
     assert len(list(results.rglob("images/*.pt"))) == 8
 
 
+@pytest.mark.fast
 def test_batches_to_run():
     from qcsbench.store import batches_to_run
 
@@ -190,7 +191,7 @@ def test_batches_to_run():
     assert batches_to_run(6, 4, {i: None for i in range(6)}, coupled=False) == []
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, cache_dir):
     """hparams_search=qcs_sgm_step_lr, shrunk to two trials: each trial returns its mean PSNR
     (a float), and the best of them is what Optuna reports."""
@@ -207,6 +208,7 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, cache_dir):
     assert best["best_params"]["method.step_lr"] == pytest.approx(steps[winner])
 
 
+@pytest.mark.in_process
 def test_optimized_metric_is_checked_and_returned_as_a_float(make_cfg, monkeypatch):
     from qcsbench import cli, runner
     from qcsbench.errors import ConfigError

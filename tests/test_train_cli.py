@@ -15,7 +15,8 @@ from tests.conftest import ROOT, THREADS
 from tests.prior_files import trained_file
 from tests.test_sweeps import require_slurm
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
+
 
 TINY = ["prior=trained", "max_steps=2", "eval_images=4", "batch_size=4", "eval_every=1", "m=60", "logger=none"]
 

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import ROOT, SHORT, run_and_read
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def test_train_prior_writes_a_checkpoint_prior_trained_loads(tmp_path):

@@ -18,6 +18,8 @@ from qcsbench.setup import build
 from tests.conftest import CONFIGS
 from tests.prior_files import trained_file
 
+pytestmark = pytest.mark.in_process
+
 
 def train_cfg(tmp_path, *overrides):
     prior = tmp_path / "prior.pt"

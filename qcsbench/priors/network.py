@@ -4,7 +4,7 @@ A family adapter subclasses NetworkPrior and writes ``_score(x, sigma)`` on [0, 
 in the VE convention (docs/math.md §2), with x in the network's dtype and sigma a float64
 tensor of shape (B,), one level per image. This base turns a float sigma into that tensor,
 casts x to the network's dtype and the score back to x's, and adds the optional bf16/fp16
-autocast and torch.compile (off by default, on in configs/experiment/gpu.yaml). It never
+autocast and torch.compile (off by default, on in configs/hardware/gpu.yaml). It never
 switches autograd off: DPS differentiates through the network, and the samplers that need
 no gradient run under no_grad themselves.
 """
