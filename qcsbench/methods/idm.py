@@ -28,6 +28,7 @@ from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 from qcsbench.priors.trained import score_unet_of
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps as progress_steps
+from qcsbench.settings import boolean, choice, integer, number, settings
 
 CONSISTENCY = ("quantized", "linear")
 
@@ -124,6 +125,9 @@ class IDMNet(learned_file.SpecOnUNet, nn.Module):
         return (self(problem) - x).abs().mean()
 
 
+@settings("learner", steps=integer(1), sigma_start=number(0, lo_open=True), sigma_end=number(0, lo_open=True),
+          consistency=choice(*CONSISTENCY), inject=boolean(), train_unet=boolean(), checkpointing=boolean(),
+          pixel_rms=number(0, lo_open=True))
 def learner(prior, name: str = "idm", steps: int = 3, sigma_start: float = 1.0, sigma_end: float = 0.05,
             consistency: str = "quantized", inject: bool = True, train_unet: bool = True, checkpointing: bool = True,
             pixel_rms: float = 0.31) -> IDMNet:
