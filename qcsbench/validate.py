@@ -11,7 +11,6 @@ pixels) stay with the components that know it, which are still built before the 
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from hydra.utils import get_object
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
+from qcsbench.files import writable_folder
 from qcsbench.settings import AUTOCAST, SEED64, boolean, declared, integer, number, shown, text
 
 TOP = {
@@ -39,28 +39,6 @@ GROUPS = ("dataset", "prior", "operator", "quantizer", "method", "logger")
 OTHER_TOP = ("m", "device", "cache_dir", "results_dir", "optimized_metric", "run_dir")
 # Keywords the set-up gives a component (not settings a config may hold).
 GIVEN = ("shape", "m", "split", "train", "prior")
-
-
-def writable_folder(key: str, value) -> None:
-    """A folder that exists and is writable, or can be created: its nearest existing ancestor
-    must be a writable folder. Writing is tried (a nameless temporary file), not inferred from
-    permission bits, which say nothing to root nor of a read-only or full file system."""
-    if value is None or not str(value).strip():
-        raise ConfigError(f"{key}= is empty: give a folder path (it is created if missing).")
-    path = Path(str(value)).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{key}={value} is not a folder: use a folder path (it is created if missing).")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{key}={value} cannot be created ({probe} is not a folder): use a folder path.")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{key}={value} is not writable (no file can be created in {probe}: {err.strerror}): "
-                          "use a folder you can write to.") from None
 
 
 def component(node: dict):

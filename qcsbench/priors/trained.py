@@ -8,7 +8,7 @@ from pathlib import Path
 from qcsbench.errors import ConfigError
 from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import checkpoint_file, first_line, load_state
+from qcsbench.priors.checkpoints import checkpoint_file, existing_file, first_line, load_state
 from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
 from qcsbench.priors.score_unet import ScoreUNet, denoise_centered
 from qcsbench.settings import boolean, choice, settings
@@ -29,8 +29,7 @@ class TrainedPrior(NetworkPrior):
 def file_or_shipped(group: str, values: dict) -> None:
     """A trained prior reads its checkpoint, or the shipped file named by ``shipped``."""
     if values.get("checkpoint") is None and not values.get("shipped"):
-        raise ConfigError(f"{group}.checkpoint is not set: give the path of the checkpoint file, "
-                          f"e.g. {group}.checkpoint=/path/to/checkpoint.pth.")
+        existing_file(None, f"{group}.checkpoint")  # says it is not set
 
 
 @settings("prior", (*NETWORK_CHECKS, file_or_shipped), checkpoint=checkpoint_file(null=True),
