@@ -19,7 +19,6 @@ import functools
 import logging
 import re
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -197,7 +196,7 @@ def check_command_line(config_path: str, config_name: str, argv: list[str]) -> N
     from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra._internal.utils import get_args_parser
 
-    from qcsbench.validate import writable_folder
+    from qcsbench.files import writable_folder
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:

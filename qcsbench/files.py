@@ -1,6 +1,7 @@
 """Writing files so that a reader never sees a half-written one: every file is written to a
 temporary name beside its destination and renamed into place. Used by the run folder
-(tracking), the result store and the caches (the fitted GMM, trained priors)."""
+(tracking), the result store and the caches (the fitted GMM, trained priors); and the check,
+before any of it, that a folder can be written to."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from qcsbench.errors import ConfigError
 
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (Linux)."""
@@ -69,3 +72,25 @@ def save_tensors(path, tensors: dict) -> Path:
         with open(tmp, "wb") as f:
             torch.save(tensors, f)
     return atomic_write(path, write)
+
+
+def writable_folder(key: str, value) -> None:
+    """A folder that exists and is writable, or can be created: its nearest existing ancestor
+    must be a writable folder. Writing is tried (a nameless temporary file), not inferred from
+    permission bits, which say nothing to root nor of a read-only or full file system."""
+    if value is None or not str(value).strip():
+        raise ConfigError(f"{key}= is empty: give a folder path (it is created if missing).")
+    path = Path(str(value)).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={value} is not a folder: use a folder path (it is created if missing).")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={value} cannot be created ({probe} is not a folder): use a folder path.")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{key}={value} is not writable (no file can be created in {probe}: {err.strerror}): "
+                          "use a folder you can write to.") from None

@@ -10,12 +10,12 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 
+from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.priors import gmm
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
-from qcsbench.validate import resolve_device
 
 
 def instantiate(node, **kwargs):

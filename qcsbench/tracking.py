@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from qcsbench.files import atomic_write
+from qcsbench.settings import choice, settings, text, text_list
 
 def finite_or_none(value):
     """A JSON-safe number: NaN and Inf become null, never a number that is not one."""
@@ -86,6 +87,8 @@ class NullLogger:
         pass
 
 
+@settings("logger", project=text(), entity=text(null=True), mode=choice("online", "offline", "disabled"),
+          group=text(null=True), tags=text_list(), name=text(null=True))
 class WandbLogger:
     """One W&B run per job. Offline unless ``mode=online`` or WANDB_MODE says otherwise; an
     offline run lives in <run_dir>/wandb and is uploaded later with ``wandb sync``.
@@ -97,7 +100,7 @@ class WandbLogger:
 
     def __init__(self, project: str = "qcsbench", entity: str | None = None, mode: str = "offline",
                  group: str | None = None, tags=(), name: str | None = None):
-        self.settings = dict(project=project, entity=entity, mode=mode)
+        self.account = dict(project=project, entity=entity, mode=mode)
         self.chosen = dict(group=group, name=name, tags=list(tags or []))
         self.run = None
 
@@ -107,7 +110,7 @@ class WandbLogger:
         self.run = wandb.init(config=config, dir=str(run_dir), reinit="finish_previous", id=run_id,
                               resume="allow" if run_id else None, name=self.chosen["name"] or name,
                               group=self.chosen["group"] or group, tags=list(tags) + self.chosen["tags"],
-                              **self.settings)
+                              **self.account)
 
     def log_results(self, metrics, per_image, grid_path):
         import wandb

@@ -48,7 +48,7 @@ from qcsbench import resolvers  # noqa: E402
 from qcsbench.opcount import OpCounter, PausedPrior  # noqa: E402
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom  # noqa: E402
 from qcsbench.setup import build, build_prior, instantiate, method_names  # noqa: E402
-from qcsbench.validate import resolve_device  # noqa: E402
+from qcsbench.device import resolve_device  # noqa: E402
 from qcsbench.problem import Problem  # noqa: E402
 
 # size: (config overrides, image shape, M); beyond MNIST the prior's checkpoint is a random-weight file

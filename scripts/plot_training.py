@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from qcsbench.cli import ScriptArguments, fail, one_sentence  # noqa: E402
 from qcsbench.errors import ConfigError  # noqa: E402
 from qcsbench.files import atomic_write  # noqa: E402
-from qcsbench.validate import writable_folder  # noqa: E402
+from qcsbench.files import writable_folder  # noqa: E402
 
 
 def read_history(where: str) -> dict[int, float]:

@@ -26,7 +26,7 @@ from qcsbench.cli import hydra_main, run_safely  # noqa: E402
 from qcsbench.networks.score_unet import ScoreUNet, denoise_centered, precondition  # noqa: E402
 from qcsbench.learned.training import ema_update  # noqa: E402
 from qcsbench.priors import trained_file  # noqa: E402
-from qcsbench.validate import resolve_device  # noqa: E402
+from qcsbench.device import resolve_device  # noqa: E402
 
 log = logging.getLogger("train_prior")
 

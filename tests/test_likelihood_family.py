@@ -74,5 +74,5 @@ def test_overridden_ladder_keeps_the_own_ladder_or_is_geometric_between_the_ends
 @pytest.mark.parametrize("build", [lambda: AnnealedLangevin(sigma_max=0.1, sigma_min=0.5),
                                    lambda: DPS(num_levels=0), lambda: DPS(sigma_min=-1.0)])
 def test_a_ladder_that_cannot_be_is_refused_before_any_prior(build):
-    with pytest.raises(ConfigError, match="method ladder .* is not allowed"):
+    with pytest.raises(ConfigError, match=r"method\.(sigma_max|sigma_min|num_levels)=\S+ is not allowed"):
         build()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qcsbench.errors import ConfigError
+from qcsbench.settings import number, settings
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Measurement:
         return Measurement(self.y[index], self.lower[index], self.upper[index])
 
 
+@settings("quantizer", noise_std=number(0))
 class Channel:
     """y = Q(z + n), n ~ N(0, noise_std^2 I). Methods only see the observation model:
 
@@ -33,11 +34,10 @@ class Channel:
     ``grad`` its derivative in z. A method never asks how many bits there were.
     """
 
-    name = "channel"
+    name = "channel"  # the quantizer= word for it in sentences
+    takes_bits = False  # whether it quantizes to the top-level `bits` levels (else bits must stay 1)
 
     def __init__(self, noise_std: float):
-        if not noise_std >= 0:
-            raise ConfigError(f"noise_std={noise_std} is not allowed: the noise standard deviation must be >= 0.")
         self.noise_std = float(noise_std)
 
     def describe(self) -> dict:

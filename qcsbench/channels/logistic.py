@@ -20,16 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from qcsbench.channels.base import Channel, Measurement
-from qcsbench.errors import ConfigError
+from qcsbench.settings import number, settings
 
 
+@settings("quantizer", temperature=number(0, lo_open=True))
 class LogisticChannel(Channel):
     name = "logistic"
 
     def __init__(self, temperature: float = 0.1, noise_std: float = 0.0):
         super().__init__(noise_std)
-        if not temperature > 0:
-            raise ConfigError(f"quantizer.temperature={temperature} is not allowed: use a temperature > 0.")
         self.temperature = float(temperature)
 
     def describe(self):

@@ -7,11 +7,12 @@ from qcsbench.channels.base import Channel, Measurement
 from qcsbench.channels.interval import (half_line_grad, interval_grad, interval_grad_reference, log_interval_prob,
                                        one_sided_moments, truncated_normal_moments,
                                        truncated_normal_moments_reference)
-from qcsbench.errors import ConfigError
+from qcsbench.settings import boolean, choice, integer, settings
 
 RANGES = ("image", "batch")
 
 
+@settings("quantizer", bits=integer(1, 16), range=choice(*RANGES), dither=boolean(), reference_clamps=boolean())
 class UniformQuantizer(Channel):
     """Step delta = (max - min) / 2^Q of the noisy measurements; code k = min(2^(Q-1), ceil(|v|/delta));
     output sign(v)(k - 1/2) delta; the outer bins are open. 1 bit is sign(v), bins [0, inf) and (-inf, 0).
@@ -25,14 +26,11 @@ class UniformQuantizer(Channel):
     """
 
     name = "uniform"
+    takes_bits = True
 
     def __init__(self, bits: int, noise_std: float, range: str = "image", dither: bool = False,
                  reference_clamps: bool = False):
         super().__init__(noise_std)
-        if not isinstance(bits, int) or not 1 <= bits <= 16:
-            raise ConfigError(f"bits={bits} is not allowed: use an integer from 1 to 16.")
-        if range not in RANGES:
-            raise ConfigError(f"quantizer.range={range!r} is not allowed: use one of {', '.join(RANGES)}.")
         self.bits = bits
         self.range = range
         self.dither = bool(dither)

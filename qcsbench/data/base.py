@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from qcsbench.errors import ConfigError
+from qcsbench.settings import Check
 
 SPLITS = ("train", "test")
 
@@ -21,6 +22,9 @@ def existing_folder(root, key: str = "dataset.root") -> Path:
     if not path.is_dir():
         raise ConfigError(f"{key}={root} is not an existing folder: point it at the folder that holds the data.")
     return path
+
+
+ROOT = Check(lambda key, value: existing_folder(value, key))  # a dataset's root setting
 
 
 class ImageSet:

@@ -6,8 +6,9 @@ import pickle
 import numpy as np
 import torch
 
-from qcsbench.data.base import TensorImageSet, check_split, existing_folder
+from qcsbench.data.base import ROOT, TensorImageSet, check_split, existing_folder
 from qcsbench.errors import ConfigError
+from qcsbench.settings import settings
 
 # What a CIFAR-10 batch legitimately holds; anything else (a class that runs code on loading) is refused.
 ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
@@ -40,6 +41,7 @@ def read_batch(path) -> dict:
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
+@settings("dataset", root=ROOT)
 def cifar10(root, split: str = "test") -> TensorImageSet:
     check_split(split)
     folder = existing_folder(root)

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qcsbench.data.base import ImageSet, check_split, existing_folder
+from qcsbench.data.base import ROOT, ImageSet, check_split, existing_folder
 from qcsbench.errors import ConfigError
+from qcsbench.settings import choice, integer, settings
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -22,12 +23,15 @@ def unreadable(path, err) -> ConfigError:
                        f"{str(err).splitlines()[0] if str(err) else 'corrupt'}): replace or delete it.")
 
 
+@settings("dataset", root=ROOT, image_size=integer(1), center_crop=integer(1, null=True), channels=choice(1, 3))
 class ImageFolder(ImageSet):
     """Every image file under ``root/<split>`` (when ``root`` has train/ or test/ subfolders) or,
     for a flat folder, under ``root`` as the test split only, sorted by path; optionally
     center-cropped to ``center_crop`` pixels, then resized to ``image_size`` (NCSNv2's
     CelebA: crop 140, resize 64). A flat folder has no train split: fitting a prior on the
     images it is then tested on would flatter it."""
+
+    has_splits = staticmethod(has_splits)  # the validator asks it whether a prior can be fitted on root/train
 
     def __init__(self, root, image_size: int, split: str = "test", center_crop: int | None = None,
                  channels: int = 3):
@@ -46,9 +50,7 @@ class ImageFolder(ImageSet):
             raise ConfigError(f"dataset.root={root} holds no image files ({', '.join(sorted(EXTENSIONS))}).")
         self.image_size = int(image_size)
         self.center_crop = center_crop
-        self.mode = {1: "L", 3: "RGB"}.get(channels)
-        if self.mode is None:
-            raise ConfigError(f"dataset.channels={channels} is not allowed: use 1 or 3.")
+        self.mode = {1: "L", 3: "RGB"}[channels]
         self.shape = (channels, self.image_size, self.image_size)
         self.name = f"{Path(str(root)).name}-{split}"
 

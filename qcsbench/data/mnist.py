@@ -7,8 +7,9 @@ import gzip
 import numpy as np
 import torch
 
-from qcsbench.data.base import TensorImageSet, check_split, existing_folder
+from qcsbench.data.base import ROOT, TensorImageSet, check_split, existing_folder
 from qcsbench.errors import ConfigError
+from qcsbench.settings import settings
 
 TRAIN_PER_DIGIT = 400
 
@@ -64,6 +65,7 @@ def read_idx_images(path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=16, count=n * h * w).reshape(n, 1, h, w)
 
 
+@settings("dataset", root=ROOT)
 def mnist_idx(root, split: str = "test") -> TensorImageSet:
     """The standard MNIST IDX files (train-images-idx3-ubyte, t10k-images-idx3-ubyte, .gz or not) in ``root``."""
     check_split(split)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import files, metrics
+from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.learned import learned_file
 from qcsbench.priors.checkpoints import first_line, load_state
@@ -27,7 +28,7 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import seed_for
 from qcsbench.setup import build_prior, instantiate
 from qcsbench.tracking import wandb_run_id
-from qcsbench.validate import check_train_config, resolve_device
+from qcsbench.validate import check_train_config
 
 log = logging.getLogger("train")
 

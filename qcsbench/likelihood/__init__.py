@@ -1,7 +1,7 @@
 """Likelihood scores grad_x log p(y | x_t) at noise level beta_t, and the data term.
 
 Each approximation is one module here with ``knobs(**method_config) -> dict`` (its settings,
-checked at construction, named as in the method YAML) and ``build(problem, **knobs) -> score``,
+named as in the method YAML and declared with ``qcsbench.settings.settings``) and ``build(problem, **knobs) -> score``,
 ``score(x, beta) -> A^T g`` with ``curvature_bounds(betas)`` (one bound per level, a float64
 tensor, computed before the sampler's loop) and optionally ``stats()``. A method config picks one
 by module name (``likelihood: diagonal``); a new approximation is a new module.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from qcsbench.problem import Problem
+from qcsbench.settings import settings
 
 
 class DiagonalLikelihoodScore:
@@ -37,6 +38,7 @@ class DiagonalLikelihoodScore:
         return self.operator.adjoint(g)
 
 
+@settings("method")
 def knobs() -> dict:
     """No settings of its own."""
     return {}

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
+from qcsbench.settings import integer, number, settings
 
 # The reference code's floor on lam_G (it keeps the G side a proper Gaussian when the
 # averaged F-side variance is about the cavity's own).
@@ -193,13 +193,10 @@ class EPLikelihoodScore:
         return self.operator.adjoint(g)
 
 
+@settings("method", ep_max_iter=integer(1, null=True), ep_damping=number(0, 1, hi_open=True),
+          ep_tolerance=number(0, null=True))
 def knobs(ep_max_iter=None, ep_damping=0.02, ep_tolerance=None) -> dict:
-    """The method config's EP settings, checked before any compute (``method.ep_*``)."""
-    if ((ep_max_iter is not None and int(ep_max_iter) < 1) or not 0 <= ep_damping < 1
-            or (ep_tolerance is not None and not ep_tolerance >= 0)):
-        raise ConfigError(f"method.ep_max_iter={ep_max_iter}, method.ep_damping={ep_damping}, "
-                          f"method.ep_tolerance={ep_tolerance} are not allowed: use ep_max_iter >= 1 (or null), "
-                          "0 <= ep_damping < 1 and ep_tolerance >= 0 (or null for the reference's value).")
+    """The method config's EP settings (``method.ep_*``; null: the reference's value)."""
     return dict(ep_max_iter=None if ep_max_iter is None else int(ep_max_iter), ep_damping=float(ep_damping),
                 ep_tolerance=ep_tolerance)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from qcsbench.channels import GaussianNoise, Measurement
-from qcsbench.errors import ConfigError
 from qcsbench.problem import Problem
+from qcsbench.settings import number, settings
 
 
 class LinearLikelihoodScore:
@@ -32,10 +32,9 @@ class LinearLikelihoodScore:
         return self.operator.adjoint(g)
 
 
+@settings("method", noise_std=number(0, null=True))
 def knobs(noise_std=None) -> dict:
     """noise_std: sigma of the linear model (null: the channel's), ``method.noise_std``."""
-    if noise_std is not None and not noise_std >= 0:
-        raise ConfigError(f"method.noise_std={noise_std} is not allowed: use noise_std >= 0 or null.")
     return dict(noise_std=noise_std)
 
 

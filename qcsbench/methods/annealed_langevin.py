@@ -13,13 +13,18 @@ from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Ladder, Method
 from qcsbench.problem import Recovery
 from qcsbench.samplers.langevin import WEIGHTINGS, annealed_langevin
+from qcsbench.settings import (LADDER, Settings, boolean, choice, constructor_keys, descending_ladder, integer, number,
+                               settings, text)
 
 
+@settings("method", (descending_ladder,), likelihood=text(), step_lr=number(0, lo_open=True), steps_per_level=integer(1),
+          gamma=number(0), weighting=choice(*WEIGHTINGS), max_step_ratio=number(0, 2, lo_open=True, hi_open=True, null=True),
+          report_previous=boolean(), final_denoise=boolean(), progress=boolean(), **LADDER)
 class AnnealedLangevin(Method):
     """step_lr (eps), steps_per_level (K), gamma and the ladder (the prior's unless
     sigma_max / sigma_min / num_levels are set) follow docs/math.md §3.
     likelihood: a module of qcsbench.likelihood (diagonal, ep, linear); its own settings
-    (e.g. ep_damping, noise_std) come as further keywords, checked by the module's ``knobs``.
+    (e.g. ep_damping, noise_std) come as further keywords, declared by the module's ``knobs``.
     report_previous: return the state before the last update (reference code behaviour).
     max_step_ratio: cap the step at this fraction of 1 / curvature (prior 1/beta^2 plus the
     likelihood's bound) where eps alone would be unstable, e.g. the diagonal score of an
@@ -29,13 +34,6 @@ class AnnealedLangevin(Method):
     def __init__(self, name="annealed_langevin", likelihood="diagonal", step_lr=5e-5, steps_per_level=5, gamma=1.0,
                  weighting="plain", sigma_max=None, sigma_min=None, num_levels=None, report_previous=False,
                  final_denoise=False, progress=True, max_step_ratio=1.9, **likelihood_knobs):
-        if weighting not in WEIGHTINGS:
-            raise ConfigError(f"method.weighting={weighting!r} is not allowed: use one of {', '.join(WEIGHTINGS)}.")
-        if not step_lr > 0 or int(steps_per_level) < 1:
-            raise ConfigError(f"method.step_lr={step_lr}, method.steps_per_level={steps_per_level} are not allowed: "
-                              "use step_lr > 0 and steps_per_level >= 1.")
-        if max_step_ratio is not None and not 0 < max_step_ratio < 2:
-            raise ConfigError(f"method.max_step_ratio={max_step_ratio} is not allowed: use a value in (0, 2) or null.")
         self.name, self.likelihood = name, likelihood
         self._likelihood = likelihoods.load(likelihood)
         unknown = set(likelihood_knobs) - self.likelihood_keys(likelihood)
@@ -54,10 +52,12 @@ class AnnealedLangevin(Method):
         return set(inspect.signature(likelihoods.load(likelihood).knobs).parameters)
 
     @classmethod
-    def config_keys(cls, config: dict) -> set[str]:
-        """Every key a method config of this class may hold (for validation before any compute)."""
-        own = set(inspect.signature(cls.__init__).parameters) - {"self", "likelihood_knobs"}
-        return own | cls.likelihood_keys(config.get("likelihood", "diagonal"))
+    def settings_for(cls, config: dict) -> Settings:
+        """This class's settings and those of the likelihood a method config names."""
+        knobs = likelihoods.load(config.get("likelihood", "diagonal")).knobs
+        named = set(inspect.signature(cls.__init__).parameters) - {"self", "likelihood_knobs"}
+        return Settings("method", {**cls.settings.rules, **knobs.settings.rules}, cls.settings.checks,
+                        named | constructor_keys(knobs))
 
     def likelihood_score(self, problem):
         return self._likelihood.build(problem, **self.likelihood_knobs)

@@ -6,7 +6,9 @@ from qcsbench.learned import learned_file
 from qcsbench.priors import Prior
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
+from qcsbench.priors.checkpoints import checkpoint_file
 from qcsbench.randomness import as_stream
+from qcsbench.settings import boolean, settings, text
 
 
 def check_prior_fits(problem: Problem, prior) -> None:
@@ -51,15 +53,11 @@ class Method:
 
 class Ladder(dict):
     """A method's noise ladder: the prior's own unless the method config sets sigma_max, sigma_min
-    or num_levels (then geometric). What needs no prior is checked here, at construction; a dict so
-    that ``describe`` lists the three keys as they are."""
+    or num_levels (then geometric). The method declares them (``**LADDER``, checked before it is
+    built); a dict so that ``describe`` lists the three keys as they are."""
 
     def __init__(self, sigma_max=None, sigma_min=None, num_levels=None):
         super().__init__(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
-        given = {k: v for k, v in self.items() if v is not None}
-        if any(not v > 0 for v in given.values()) or (num_levels is not None and int(num_levels) < 1) or (
-                None not in (sigma_max, sigma_min) and not sigma_max > sigma_min):
-            self.refuse(sigma_max, sigma_min, num_levels)
 
     @staticmethod
     def refuse(sigma_max, sigma_min, num_levels):
@@ -77,6 +75,7 @@ class Ladder(dict):
         return overridden_ladder(prior.sigmas, **self)
 
 
+@settings("method", checkpoint=checkpoint_file(null=True), shipped=text(), allow_mismatch=boolean(), progress=boolean())
 class LearnedMethod(Method):
     """A method whose network scripts/train.py trained (docs/architecture.md §5). It carries its
     own network, so no prior is built; the model file names the problem it was trained for, and

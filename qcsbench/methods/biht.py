@@ -14,11 +14,11 @@ import math
 
 import torch
 
-from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method
 from qcsbench.operators.dct import dct_matrix
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps
+from qcsbench.settings import boolean, integer, number, settings
 
 
 def hard_threshold(theta, k):
@@ -29,14 +29,13 @@ def hard_threshold(theta, k):
     return out.view_as(theta)
 
 
+@settings("method", sparsity=integer(1), iterations=integer(1), step=number(0, lo_open=True, null=True),
+          pixel_rms=number(0, lo_open=True), progress=boolean())
 class BIHT(Method):
     """sparsity (K), iterations, step (tau; null: 1/M; from theta_0 = 0 it only sets the scale of
     theta, which the output normalisation removes), pixel_rms (the output's scale)."""
 
     def __init__(self, name="biht", sparsity=100, iterations=300, step=None, pixel_rms=0.31, progress=True):
-        if int(sparsity) < 1 or int(iterations) < 1 or (step is not None and not step > 0) or not pixel_rms > 0:
-            raise ConfigError(f"method.sparsity={sparsity}, iterations={iterations}, step={step}, pixel_rms={pixel_rms} "
-                              "are not allowed: use positive sparsity and iterations, step > 0 or null, pixel_rms > 0.")
         self.name, self.sparsity, self.iterations = name, int(sparsity), int(iterations)
         self.step, self.pixel_rms, self.progress = step, float(pixel_rms), progress
 

@@ -3,12 +3,15 @@ with the channel's own likelihood as the data term (probit for quantized data, l
 logistic channel), minimised by a few gradient steps at each diffusion level."""
 from __future__ import annotations
 
-from qcsbench.errors import ConfigError
 from qcsbench.samplers.hqs import gradient_prox, hqs_diffusion, stable_step
 from qcsbench.methods.base import Ladder, Method
 from qcsbench.problem import Recovery
+from qcsbench.settings import LADDER, boolean, descending_ladder, integer, number, settings
 
 
+@settings("method", (descending_ladder,), inner_steps=integer(0), step_ratio=number(0, 1, lo_open=True),
+          lam=number(0, lo_open=True), zeta=number(0, 1), surrogate_std=number(0, lo_open=True, null=True),
+          progress=boolean(), **LADDER)
 class DiffOneBit(Method):
     """num_levels: diffusion steps (= NFE); inner_steps: the gradient steps of the data step, each
     step_ratio times the largest stable one (``stable_step``: 2 s^2 / lambda_max(A A^T) for a
@@ -18,11 +21,6 @@ class DiffOneBit(Method):
 
     def __init__(self, name="diff_onebit", num_levels=116, inner_steps=20, step_ratio=1.0, lam=0.1, zeta=1.0,
                  surrogate_std=0.25, sigma_max=None, sigma_min=None, progress=True):
-        if int(inner_steps) < 0 or not 0 < step_ratio <= 1 or not lam > 0 or not 0 <= zeta <= 1:
-            raise ConfigError(f"method.inner_steps={inner_steps}, step_ratio={step_ratio}, lam={lam}, zeta={zeta} are not "
-                              "allowed: use inner_steps >= 0, 0 < step_ratio <= 1, lam > 0 and 0 <= zeta <= 1.")
-        if surrogate_std is not None and not surrogate_std > 0:
-            raise ConfigError(f"method.surrogate_std={surrogate_std} is not allowed: use null or a positive width.")
         self.name = name
         self.inner_steps, self.step_ratio, self.lam, self.zeta = int(inner_steps), float(step_ratio), float(lam), float(zeta)
         self.ladder = Ladder(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)

@@ -2,21 +2,18 @@
 likelihood, on the VE ladder; the loop is qcsbench.samplers.dps."""
 from __future__ import annotations
 
-from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method, Ladder
 from qcsbench.problem import Recovery
 from qcsbench.samplers.dps import GUIDANCES, dps
+from qcsbench.settings import LADDER, boolean, choice, descending_ladder, number, settings
 
 
+@settings("method", (descending_ladder,), zeta=number(0), guidance=choice(*GUIDANCES), progress=boolean(), **LADDER)
 class DPS(Method):
     """num_levels (= NFE, each with one backward pass through the denoiser), zeta, guidance, the ladder."""
 
     def __init__(self, name="dps", num_levels=200, zeta=0.1, guidance="sqrt_nll", sigma_max=None, sigma_min=None,
                  progress=True):
-        if guidance not in GUIDANCES:
-            raise ConfigError(f"method.guidance={guidance!r} is not allowed: use one of {', '.join(GUIDANCES)}.")
-        if not zeta >= 0:
-            raise ConfigError(f"method.zeta={zeta} is not allowed: use zeta >= 0.")
         self.name, self.zeta, self.guidance = name, float(zeta), guidance
         self.ladder = Ladder(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
         self.progress = progress

@@ -7,11 +7,15 @@ from __future__ import annotations
 import torch
 
 from qcsbench.methods.base import LearnedMethod
-from qcsbench.networks.idm import IDMNet
+from qcsbench.networks.idm import CONSISTENCY, IDMNet
 from qcsbench.priors.trained import score_unet_of
 from qcsbench.problem import Recovery
+from qcsbench.settings import boolean, choice, integer, number, settings
 
 
+@settings("learner", steps=integer(1), sigma_start=number(0, lo_open=True), sigma_end=number(0, lo_open=True),
+          consistency=choice(*CONSISTENCY), inject=boolean(), train_unet=boolean(), checkpointing=boolean(),
+          pixel_rms=number(0, lo_open=True))
 def learner(prior, name: str = "idm", steps: int = 3, sigma_start: float = 1.0, sigma_end: float = 0.05,
             consistency: str = "quantized", inject: bool = True, train_unet: bool = True, checkpointing: bool = True,
             pixel_rms: float = 0.31) -> IDMNet:

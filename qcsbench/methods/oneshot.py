@@ -14,10 +14,10 @@ import math
 
 import torch
 
-from qcsbench.errors import ConfigError
 from qcsbench.methods.base import Method
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps
+from qcsbench.settings import boolean, number, settings
 
 
 def matched_back_projection(problem, y, pixel_rms):
@@ -31,12 +31,11 @@ def matched_back_projection(problem, y, pixel_rms):
     return c.view(-1, *[1] * (v.dim() - 1)) * v, c * (noise / op.n).sqrt()
 
 
+@settings("method", pixel_rms=number(0, lo_open=True), progress=boolean())
 class OneShot(Method):
     """pixel_rms: the root-mean-square pixel value of a typical image (MNIST train 0.31)."""
 
     def __init__(self, name="oneshot", pixel_rms=0.31, progress=True):
-        if not pixel_rms > 0:
-            raise ConfigError(f"method.pixel_rms={pixel_rms} is not allowed: use pixel_rms > 0.")
         self.name, self.pixel_rms, self.progress = name, float(pixel_rms), progress
 
     @torch.no_grad()

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import torch
 
-from qcsbench.errors import ConfigError
 from qcsbench.methods.base import LearnedMethod
-from qcsbench.networks.restoregrad import RestoreGradNet
+from qcsbench.networks.restoregrad import PRIOR_KINDS, RestoreGradNet
 from qcsbench.priors.trained import score_unet_of
 from qcsbench.problem import Recovery
+from qcsbench.settings import choice, integer, number, settings
 
 
+@settings("learner", prior_kind=choice(*PRIOR_KINDS), sigma_max=number(0, lo_open=True), sigma_min=number(0, lo_open=True),
+          spread_min=number(0, 1, lo_open=True, hi_open=True), spread_max=number(1, lo_open=True), eta=number(0),
+          lam=number(0), sampling_steps=integer(1), pixel_rms=number(0, lo_open=True))
 def learner(prior, name: str = "restoregrad", prior_kind: str = "learned", sigma_max: float = 50.0,
             sigma_min: float = 0.01, spread_min: float = 0.1, spread_max: float = 2.0, eta: float = 10.0,
             lam: float = 0.01, sampling_steps: int = 20, pixel_rms: float = 0.31) -> RestoreGradNet:
@@ -21,6 +24,7 @@ def learner(prior, name: str = "restoregrad", prior_kind: str = "learned", sigma
                           sampling_steps, pixel_rms)
 
 
+@settings("method", steps=integer(1, null=True))
 class RestoreGrad(LearnedMethod):
     """Recovery by sampling a model trained with ``scripts/train.py learner=restoregrad``; ``steps``
     null samples with the number it was trained to use. NFE = steps."""
@@ -29,8 +33,6 @@ class RestoreGrad(LearnedMethod):
 
     def __init__(self, name="restoregrad", checkpoint=None, shipped="restoregrad_mnist_1bit_m200", steps=None,
                  allow_mismatch=False, progress=True):
-        if steps is not None and int(steps) < 1:
-            raise ConfigError(f"method.steps={steps} is not allowed: use 1 or more sampling steps.")
         super().__init__(name, checkpoint, shipped, allow_mismatch, progress)
         self.steps = int(steps if steps is not None else self._net.settings["sampling_steps"])
         self.prior_kind = self._net.settings["prior_kind"]

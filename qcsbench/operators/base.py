@@ -8,6 +8,7 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.operators import gram_cache
 from qcsbench.operators.krylov import lanczos_top
+from qcsbench.settings import SEED64, integer
 
 # Identity columns per block when an operator is turned into its matrix: A applied to B x N at a time.
 MATRIX_BLOCK = 512
@@ -17,6 +18,9 @@ CHUNK_BYTES = 64 << 20
 # Storage dtypes whose products are taken in float32, a chunk of rows of this many float32 bytes at a time.
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 PRODUCT_CHUNK_BYTES = 1 << 30
+
+
+SEED = integer(0, SEED64)  # every operator's seed (torch.manual_seed takes 64 bits)
 
 
 def check_m(m: int, n: int, max_m: int, name: str) -> None:

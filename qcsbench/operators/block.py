@@ -20,9 +20,9 @@ import math
 
 import torch
 
-from qcsbench.errors import ConfigError
-from qcsbench.operators.base import Operator, check_m, generator
+from qcsbench.operators.base import SEED, Operator, check_m, generator
 from qcsbench.operators.dense import haar_orthonormal_columns
+from qcsbench.settings import integer, settings
 
 
 class BlockOperator(Operator):
@@ -30,9 +30,6 @@ class BlockOperator(Operator):
 
     def __init__(self, shape, m: int, seed: int = 0, block: int = 32, _state=None):
         super().__init__(shape, m)
-        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-            raise ConfigError(f"operator.block={block} is not allowed: use a positive integer (the side B of "
-                              f"the B x B blocks).")
         check_m(m, self.n, self.n, self.name)
         self.block = block
         self.size = block * block
@@ -96,5 +93,6 @@ class BlockOperator(Operator):
         return self.carry_gram_eig(out, device, dtype)
 
 
+@settings("operator", seed=SEED, block=integer(1))
 def block(shape, m: int, seed: int = 0, block: int = 32) -> BlockOperator:
     return BlockOperator(shape, m, seed, block)

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from qcsbench.operators.base import Operator, check_m
+from qcsbench.operators.base import SEED, Operator, check_m
+from qcsbench.settings import settings
 
 
 def dct_matrix(size: int, dtype=torch.float64) -> torch.Tensor:
@@ -62,5 +63,6 @@ class SubsampledDCT(Operator):
         return self.carry_gram_eig(SubsampledDCT(self.shape, self.m, _state=state), device, dtype)
 
 
+@settings("operator", seed=SEED)
 def dct(shape, m: int, seed: int = 0) -> SubsampledDCT:
     return SubsampledDCT(shape, m, seed)

@@ -13,7 +13,8 @@ import scipy.signal
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.operators.base import DenseOperator, check_m, chunk_rows, row_chunks
+from qcsbench.operators.base import SEED, DenseOperator, check_m, row_chunks
+from qcsbench.settings import choice, integer, number, settings
 
 STORAGE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,6 +49,7 @@ def haar_orthonormal_columns(n: int, k: int, g: torch.Generator) -> torch.Tensor
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
+@settings("operator", seed=SEED, max_oversampling=integer(1), dtype=choice(*STORAGE))
 def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: str = "float32") -> DenseOperator:
     """A_ij ~ N(0, 1/M), so E ||a_m||^2 = N/M. M may exceed N (oversampled 1-bit CS). ``dtype``:
     the storage of A (bfloat16 / float16 halve its memory; products stay in float32)."""
@@ -61,6 +63,7 @@ def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: st
     return with_settings(DenseOperator(a, shape, "gaussian"), **settings)
 
 
+@settings("operator", seed=SEED, kappa=number(1))
 def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> DenseOperator:
     """A = U diag(d) V with Haar U, V and cond(A A^T) = kappa^((M-1)/M); ||A||_F^2 = N.
 
@@ -71,8 +74,6 @@ def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> Dens
     float64 construction; the stored float32 A is its rounding, ~1e-7 relative)."""
     n = math.prod(shape)
     check_m(m, n, n, "ill_conditioned")
-    if not kappa >= 1:
-        raise ConfigError(f"operator.kappa={kappa} is not allowed: the condition number must be at least 1.")
     g = _generator(seed)
     u = haar_orthonormal_columns(m, m, g)
     decay = kappa ** (-torch.arange(m, dtype=torch.float64) / m)
@@ -110,14 +111,13 @@ def ar1_factor(x: torch.Tensor, rho: float, dim: int, initial=None) -> torch.Ten
     return torch.from_numpy(out[0] if zi is not None else out)
 
 
+@settings("operator", seed=SEED, rho=number(0, 1, hi_open=True))
 def correlated(shape, m: int, seed: int = 0, rho: float = 0.4) -> DenseOperator:
     """A = L_M H L_N^T / sqrt(M), R = L L^T with R[i, j] = rho^|i-j| (the AR(1) Cholesky factor,
     applied by a recursion in O(size)), H i.i.d. N(0, 1): A has the distribution of
     R_M^(1/2) H R_N^(1/2) / sqrt(M) (both have covariance R_N (x) R_M / M), drawn in chunks of rows."""
     n = math.prod(shape)
     check_m(m, n, n, "correlated")
-    if not 0 <= rho < 1:
-        raise ConfigError(f"operator.rho={rho} is not allowed: the correlation must lie in [0, 1).")
     a = torch.empty(m, n, dtype=torch.float32)
     previous = None  # the last row of L_M (H L_N^T) so far, in float64
     for rows, block in gaussian_rows(m, n, _generator(seed)):

@@ -19,7 +19,8 @@ import math
 
 import torch
 
-from qcsbench.operators.base import Operator, check_m, generator, random_rows, random_signs
+from qcsbench.operators.base import SEED, Operator, check_m, generator, random_rows, random_signs
+from qcsbench.settings import settings
 
 
 def fwht(x: torch.Tensor) -> torch.Tensor:
@@ -90,5 +91,6 @@ class SubsampledHadamard(Operator):
         return self.carry_gram_eig(SubsampledHadamard(self.shape, self.m, _state=state), device, dtype)
 
 
+@settings("operator", seed=SEED)
 def hadamard(shape, m: int, seed: int = 0) -> SubsampledHadamard:
     return SubsampledHadamard(shape, m, seed)

@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from qcsbench.operators.base import Operator, check_m, generator, random_rows, random_signs
+from qcsbench.operators.base import SEED, Operator, check_m, generator, random_rows, random_signs
+from qcsbench.settings import settings
 
 
 class PartialCirculant(Operator):
@@ -63,5 +64,6 @@ class PartialCirculant(Operator):
         return self.carry_gram_eig(PartialCirculant(self.shape, self.m, _state=state), device, dtype)
 
 
+@settings("operator", seed=SEED)
 def partial_circulant(shape, m: int, seed: int = 0) -> PartialCirculant:
     return PartialCirculant(shape, m, seed)

@@ -20,7 +20,8 @@ import math
 
 import torch
 
-from qcsbench.operators.base import Operator, check_m, generator, random_rows
+from qcsbench.operators.base import SEED, Operator, check_m, generator, random_rows
+from qcsbench.settings import settings
 
 
 def real_fourier_rows(h: int, w: int):
@@ -79,5 +80,6 @@ class PartialFourier(Operator):
         return self.carry_gram_eig(PartialFourier(self.shape, self.m, _state=state), device, dtype)
 
 
+@settings("operator", seed=SEED)
 def partial_fourier(shape, m: int, seed: int = 0) -> PartialFourier:
     return PartialFourier(shape, m, seed)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from qcsbench.errors import ConfigError
+from qcsbench.settings import Check
 
 SHOWN = 5  # key names listed in an error before "and N more"
 
@@ -22,6 +23,25 @@ def existing_file(path, key: str) -> Path:
     if not file.is_file():
         raise ConfigError(f"{key}={path} is not an existing file: give the path of the checkpoint file.")
     return file
+
+
+def readable(path, key: str) -> Path:
+    """An existing, readable file that starts like a torch.save file (zip) or a pickle."""
+    file = existing_file(path, key)
+    try:
+        with open(file, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise ConfigError(f"{key}={path} cannot be read ({err.strerror}): check its permissions.") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise ConfigError(f"{key}={path} is not a PyTorch checkpoint (neither a torch.save zip nor a pickle): "
+                          "give the checkpoint file itself.")
+    return file
+
+
+def checkpoint_file(null: bool = False) -> Check:
+    """The rule of a setting that names a checkpoint file (null allowed only where ``null``)."""
+    return Check(lambda key, value: None if null and value is None else readable(value, key))
 
 
 def existing_dir(path, key: str) -> Path:

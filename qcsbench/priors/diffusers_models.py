@@ -25,8 +25,9 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.priors.base import geometric_sigmas, overridden_ladder
 from qcsbench.priors.checkpoints import existing_dir, first_line, load_file, load_state
-from qcsbench.priors.network import NetworkPrior
+from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
+from qcsbench.settings import Check, settings
 
 
 MODEL_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -166,6 +167,11 @@ class DiffusersDDPMPrior(VPEpsilonPrior):
         return out[:, : x_vp.shape[1]]  # learned-variance models return [eps, v]
 
 
+# prior.path: a folder holding a diffusers model (or the id of one in the local cache), found before it is read
+MODEL_FOLDER = Check(lambda key, value: _folders(value, key))
+
+
+@settings("prior", NETWORK_CHECKS, path=MODEL_FOLDER, **NETWORK)
 def ddpm_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, autocast="none", compile=False,
                name="ddpm") -> DiffusersDDPMPrior:
     unet_dir, sched_file = _folders(path)
@@ -200,6 +206,7 @@ class DiffusersVEPrior(NetworkPrior):
         return self._forward(x, sigma.to(x.dtype)).sample
 
 
+@settings("prior", NETWORK_CHECKS, path=MODEL_FOLDER, **NETWORK)
 def ncsnpp_prior(path=None, sigma_max=None, sigma_min=None, num_levels=None, autocast="none", compile=False,
                  name="ncsnpp") -> DiffusersVEPrior:
     unet_dir, sched_file = _folders(path)

@@ -16,6 +16,7 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
 from qcsbench.priors.base import Prior, broadcast_sigma, geometric_sigmas
+from qcsbench.settings import LADDER, SEED32, descending_ladder, integer, number, settings
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,17 @@ def parameters_digest(state: dict) -> str:
     return h.hexdigest()
 
 
+def enough_images(group: str, values: dict) -> None:
+    """A mixture needs at least as many training images as components (scikit-learn's rule);
+    with max_train set that is known before the data is read, otherwise fitted_gmm checks it."""
+    count, components = values.get("max_train"), values.get("n_components")
+    if count is not None and components is not None and components > count:
+        raise ConfigError(f"{group}.n_components={components} is not allowed with {group}.max_train={count}: "
+                          "a mixture needs at least as many training images as components.")
+
+
+@settings("prior", (descending_ladder, enough_images), n_components=integer(1), reg_covar=number(0, lo_open=True),
+          max_train=integer(2, null=True), seed=integer(0, SEED32), max_iter=integer(1), **LADDER)
 def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1e-3, max_train: int | None = None,
                seed: int = 0, max_iter: int = 100, cache_dir: str = "~/.cache/qcsbench",
                sigma_max: float = 50.0, sigma_min: float = 0.01, num_levels: int = 232,

@@ -7,8 +7,9 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.networks.ncsnv2 import NCSNv2
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
-from qcsbench.priors.checkpoints import load_file, load_state
-from qcsbench.priors.network import NetworkPrior, nearest_level
+from qcsbench.priors.checkpoints import checkpoint_file, load_file, load_state
+from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior, nearest_level
+from qcsbench.settings import boolean, integer, settings
 
 
 def strip_prefix(state: dict, prefix: str = "module.") -> dict:
@@ -27,6 +28,8 @@ class NCSNv2Prior(NetworkPrior):
         return out * broadcast_sigma(trained / sigma, out)
 
 
+@settings("prior", NETWORK_CHECKS, checkpoint=checkpoint_file(), channels=integer(1), image_size=integer(1),
+          ngf=integer(1), deepest=boolean(), use_ema=boolean(), **NETWORK)
 def ncsnv2_prior(checkpoint=None, channels=3, image_size=32, ngf=128, deepest=False, sigma_max=50.0,
                  sigma_min=0.01, num_levels=232, use_ema=True, autocast="none", compile=False,
                  name="ncsnv2") -> NCSNv2Prior:

@@ -15,17 +15,14 @@ import copy
 
 import torch
 
-from qcsbench.errors import ConfigError
 from qcsbench.priors.base import Prior, per_image_sigma
+from qcsbench.settings import LADDER, boolean, choice, descending_ladder
 
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_speed_knobs(autocast, compile) -> None:
-    if str(autocast) not in AUTOCAST:
-        raise ConfigError(f"prior.autocast={autocast} is not allowed: use one of {', '.join(AUTOCAST)}.")
-    if not isinstance(compile, bool):
-        raise ConfigError(f"prior.compile={compile} is not allowed: use true or false.")
+# What every network prior's factory declares besides its own settings: the ladder it offers
+# (its own unless set) and the speed knobs.
+NETWORK = dict(LADDER, autocast=choice(*AUTOCAST), compile=boolean())
+NETWORK_CHECKS = (descending_ladder,)
 
 
 def nearest_level(log_sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -54,7 +51,6 @@ class NetworkPrior(Prior):
     net: torch.nn.Module
 
     def __init__(self, net, shape, sigmas, autocast="none", compile=False):
-        check_speed_knobs(autocast, compile)
         self.net = net.eval().requires_grad_(False)
         self.shape = tuple(shape)
         self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64)

@@ -8,9 +8,10 @@ from pathlib import Path
 from qcsbench.errors import ConfigError
 from qcsbench.priors import trained_file
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import first_line, load_state
-from qcsbench.priors.network import NetworkPrior
+from qcsbench.priors.checkpoints import checkpoint_file, existing_file, first_line, load_state
+from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
 from qcsbench.networks.score_unet import ScoreUNet, denoise_centered
+from qcsbench.settings import boolean, choice, settings
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -25,6 +26,14 @@ class TrainedPrior(NetworkPrior):
         return (d - x) / broadcast_sigma(sigma, x) ** 2
 
 
+def file_or_shipped(group: str, values: dict) -> None:
+    """A trained prior reads its checkpoint, or the shipped file named by ``shipped``."""
+    if values.get("checkpoint") is None and not values.get("shipped"):
+        existing_file(None, f"{group}.checkpoint")  # says it is not set
+
+
+@settings("prior", (*NETWORK_CHECKS, file_or_shipped), checkpoint=checkpoint_file(null=True),
+          shipped=choice("ncsn_mnist", null=True), use_ema=boolean(), **NETWORK)
 def trained_prior(checkpoint=None, shipped: str | None = None, use_ema: bool = True, sigma_max=None,
                   sigma_min=None, num_levels=None, autocast="none", compile=False, name="trained") -> TrainedPrior:
     """Load a prior written by scripts/train_prior.py; ``shipped=ncsn_mnist`` picks the file in
