@@ -59,6 +59,10 @@ class AnnealedLangevin(Method):
         own = set(inspect.signature(cls.__init__).parameters) - {"self", "likelihood_knobs"}
         return own | cls.likelihood_keys(config.get("likelihood", "diagonal"))
 
+    @classmethod
+    def couples_batch(cls, settings: dict) -> bool:
+        return settings.get("weighting") == "norm_ratio_batch"  # QCS-SGM+'s step weight, a ratio over the batch
+
     def likelihood_score(self, problem):
         return self._likelihood.build(problem, **self.likelihood_knobs)
 
