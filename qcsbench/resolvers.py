@@ -2,6 +2,7 @@
 composed (the command line, the scripts, the tests); importing ``qcsbench`` registers nothing."""
 from __future__ import annotations
 
+import importlib
 import os
 
 from omegaconf import OmegaConf
@@ -12,10 +13,21 @@ def div(a, b) -> int:
     return int(a) // int(b)
 
 
+def named_class(target: str):
+    """The class a config's ``_target_`` names (module.Class); None where nothing importable has that name."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name, None) if module else None
+    except ImportError:
+        return None
+
+
 def channel_label(target: str, bits) -> str:
-    """A run folder's word for its channel: 1bit, 3bit, linear (quantizer=none) or logistic."""
-    kind = str(target).rsplit(".", 1)[-1]
-    return {"GaussianNoise": "linear", "LogisticChannel": "logistic"}.get(kind, f"{bits}bit")
+    """A run folder's word for its channel, as the channel's class gives it (``run_label``): 1bit, 3bit,
+    linear (quantizer=none) or logistic. A target that names no channel (a typo the config check then
+    reports in a sentence) gives the bits' word."""
+    channel = named_class(target)
+    return channel.run_label(bits) if hasattr(channel, "run_label") else f"{bits}bit"
 
 
 def register() -> None:

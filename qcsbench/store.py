@@ -17,7 +17,6 @@ Layout: <root>/<settings id>-<code version>/key.json, images/<index>.pt, .lock.
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import fcntl
 import functools
@@ -29,19 +28,18 @@ from pathlib import Path
 import torch
 
 import qcsbench
-from qcsbench import files
+from qcsbench import files, resolvers
+from qcsbench.result_keys import without_non_results
 
 log = logging.getLogger(__name__)
 
-# Settings that cannot change a result: how it is logged, shown or batched.
-IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results_dir", "resume", "run_dir", "hydra",
-           "optimized_metric"}
 # flock's answers on a file system that has no locks (Lustre without -o flock, some NFS mounts).
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
 # or reject configurations. Editing them keeps the stored results valid.
-NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py", "errors.py",
-               "store.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
+# A name ending in / stands for every file in that folder.
+NOT_NUMERIC = {"aggregation/", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py", "errors.py",
+               "store.py", "result_keys.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
 
 
 def source_fingerprint(package_dir) -> str:
@@ -51,7 +49,7 @@ def source_fingerprint(package_dir) -> str:
     h = hashlib.sha256(f"torch {torch.__version__}".encode())
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".pt") and p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel in NOT_NUMERIC or "__pycache__" in rel:
+        if rel in NOT_NUMERIC or rel.split("/")[0] + "/" in NOT_NUMERIC or "__pycache__" in rel:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
@@ -72,7 +70,7 @@ def result_key(full: dict, weights: str | None = None, inputs: dict | None = Non
     the digest of a learned method's model file (retrained weights at the same path are new results);
     ``inputs``: {"prior.checkpoint": digest, ...} (fingerprint.inputs), each in place of the path.
     The dataset's root is no key: each stored image carries its test image's fingerprint instead."""
-    key = copy.deepcopy({k: v for k, v in full.items() if k not in IGNORED})
+    key = without_non_results(full)
     if weights is not None:
         key["method"]["weights"] = weights
         key["method"].pop("checkpoint", None)
@@ -81,17 +79,21 @@ def result_key(full: dict, weights: str | None = None, inputs: dict | None = Non
         group, name = dotted.split(".", 1)
         key[group][name] = digest
     key["records"] = RECORDS
-    key.get("method", {}).pop("progress", None)
-    key.get("prior", {}).pop("cache_dir", None)
     if batch_coupled(key):
         key["batch_size"] = full["batch_size"]
     return key
 
 
 def batch_coupled(key: dict) -> bool:
-    """The reference behaviours that make an image's result depend on the rest of its batch."""
-    return (key.get("quantizer", {}).get("range") == "batch"
-            or key.get("method", {}).get("weighting") == "norm_ratio_batch")
+    """Whether the method or the channel, asked with its settings (``couples_batch``), makes an
+    image's result depend on the rest of its batch (QCS-SGM+'s batch-wide step weight, the
+    reference quantizer's batch-wide range)."""
+    for group in ("method", "quantizer"):
+        settings = key.get(group, {})
+        component = resolvers.named_class(settings.get("_target_", ""))
+        if hasattr(component, "couples_batch") and component.couples_batch(settings):
+            return True
+    return False
 
 
 def batches_to_run(num_images: int, batch_size: int, done, coupled: bool) -> list[list[int]]:

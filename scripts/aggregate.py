@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qcsbench import aggregate  # noqa: E402
+from qcsbench import aggregation  # noqa: E402
 from qcsbench.errors import ConfigError  # noqa: E402
 
 
@@ -36,16 +36,16 @@ def main():
         parser.error("give sweep folders, or --wandb ENTITY/PROJECT")
     try:
         if args.wandb:
-            frame = aggregate.from_wandb(args.wandb, args.group)
-            result = aggregate.write_outputs(frame, args.out or ".", args.pool_versions)
+            frame = aggregation.from_wandb(args.wandb, args.group)
+            result = aggregation.write_outputs(frame, args.out or ".", args.pool_versions)
         else:
-            result = aggregate.aggregate(args.folders, args.out, args.pool_versions)
+            result = aggregation.aggregate(args.folders, args.out, args.pool_versions)
     except (ConfigError, OSError) as err:
         print(f"error: {err if isinstance(err, ConfigError) else f'{err.filename}: {err.strerror}'}", file=sys.stderr)
         sys.exit(2)
     print(result["table"])
     runs = result["runs"]
-    for note in aggregate.failure_notes(runs, shown=len(runs)):
+    for note in aggregation.failure_notes(runs, shown=len(runs)):
         print(note, file=sys.stderr)
     print(f"{len(runs)} runs ({int((runs.status != 'finished').sum())} failed); wrote runs.csv, summary.csv, "
           "table.md, table.tex" + "".join(f", {p.name}" for p in result["plots"]) + f" to {result['out']}")

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from qcsbench import aggregate
+from conftest import ROOT
+from qcsbench import aggregation
 
 pytestmark = pytest.mark.fast
 
@@ -64,7 +65,7 @@ def sweep(tmp_path):
 
 
 def test_two_seeds_are_averaged_with_standard_errors(sweep):
-    result = aggregate.aggregate([sweep], sweep / "out")
+    result = aggregation.aggregate([sweep], sweep / "out")
     runs, summary = result["runs"], result["summary"]
     assert len(runs) == 8 and runs.columns.is_unique
     assert not {"logger", "batch_size", "device", "results_dir", "cache_dir", "resume", "method.progress"} & set(runs)
@@ -83,7 +84,7 @@ def test_two_seeds_are_averaged_with_standard_errors(sweep):
 
 
 def test_tables_in_markdown_and_latex_mark_best_failed_and_diverged(sweep):
-    result = aggregate.aggregate([sweep], sweep / "out")
+    result = aggregation.aggregate([sweep], sweep / "out")
     table = result["table"]
     assert "| method | bits=1 | bits=2 |" in table
     assert "| qcs_sgm | **14.50 ± 0.50** | **17.00 ± 0.50** |" in table  # best of its column in bold
@@ -95,7 +96,7 @@ def test_tables_in_markdown_and_latex_mark_best_failed_and_diverged(sweep):
 
 
 def test_plots_only_where_the_grid_has_points(sweep):
-    result = aggregate.aggregate([sweep], sweep / "out")
+    result = aggregation.aggregate([sweep], sweep / "out")
     names = sorted(p.name for p in result["plots"])
     # bits varies, M does not: no PSNR-against-M plot and no fixed-budget plot
     assert names == ["psnr_vs_bits.pdf", "psnr_vs_bits.png", "ssim_vs_bits.pdf", "ssim_vs_bits.png"]
@@ -117,8 +118,8 @@ def test_wandb_builds_the_same_frame_from_each_runs_config(sweep):
             assert path == "me/qcsbench" and filters == {"group": "g"}
             return fake_runs
 
-    from_files = aggregate.average_seeds(aggregate.find_runs([sweep]))
-    from_wandb = aggregate.average_seeds(aggregate.from_wandb("me/qcsbench", "g", api=FakeApi()))
+    from_files = aggregation.average_seeds(aggregation.find_runs([sweep]))
+    from_wandb = aggregation.average_seeds(aggregation.from_wandb("me/qcsbench", "g", api=FakeApi()))
     assert from_wandb.equals(from_files)
 
 
@@ -129,7 +130,7 @@ def test_fixed_bit_budget_sweep_draws_only_the_budget_plot(tmp_path):
         cfg = config("qcs_sgm", bits, 0)
         cfg.update(m=12288 // bits, bit_budget=12288)
         write_run(tmp_path / "sweep" / str(i), cfg, numbers(14.0 + bits, 1.0, 0.5))
-    result = aggregate.aggregate([tmp_path / "sweep"], tmp_path / "out")
+    result = aggregation.aggregate([tmp_path / "sweep"], tmp_path / "out")
     assert sorted(p.name for p in result["plots"]) == ["bit_budget.pdf", "bit_budget.png"]
     assert "| method | bits=1, m=12288 | bits=2, m=6144 | bits=3, m=4096 |" in result["table"]
     assert "| qcs_sgm | 15.00 | 16.00 | 17.00 |" in result["table"]  # one seed: no s.e.; one row: no bold
@@ -144,7 +145,7 @@ def test_settings_are_the_ones_the_components_reported(tmp_path):
         "quantizer": {"name": "none", "noise_std": 0.05}, "operator": {"name": "gaussian", "m": 200, "seed": 0},
         "method": {"name": "qcs_sgm", "step_lr": 5e-5}})
     write_run(tmp_path / "0", cfg, reported)
-    row = aggregate.find_runs([tmp_path]).iloc[0]
+    row = aggregation.find_runs([tmp_path]).iloc[0]
     assert row["quantizer"] == "none" and row["operator"] == "gaussian" and row["method"] == "qcs_sgm"
     assert row["bits"] is None and row["m"] == 200
 
@@ -167,8 +168,8 @@ def cell(result, method="qcs_sgm", **where):
 
 def test_a_folder_given_twice_or_linked_is_read_once(sweep, tmp_path):
     (tmp_path / "link").symlink_to(sweep, target_is_directory=True)
-    once = aggregate.aggregate([sweep], tmp_path / "once")
-    twice = aggregate.aggregate([sweep, sweep, tmp_path / "link"], tmp_path / "twice")
+    once = aggregation.aggregate([sweep], tmp_path / "once")
+    twice = aggregation.aggregate([sweep, sweep, tmp_path / "link"], tmp_path / "twice")
     assert len(twice["runs"]) == len(once["runs"]) == 8
     assert twice["summary"].drop(columns=[]).equals(once["summary"])
     assert "16 run folders were reached twice and read once" in twice["table"]
@@ -181,7 +182,7 @@ def test_a_rerun_of_the_same_result_ids_is_counted_once(tmp_path):
         for seed, psnr in ((0, 14.0), (1, 15.0)):
             write_run(tmp_path / "day" / sweep / str(seed), config("qcs_sgm", 1, seed),
                       finished("qcs_sgm", 1, seed, psnr))
-    result = aggregate.aggregate([tmp_path / "day"], tmp_path / "out")
+    result = aggregation.aggregate([tmp_path / "day"], tmp_path / "out")
     row = cell(result)
     assert row.runs == 4 and row.repeats == 2 and row.seeds == 2
     assert row.psnr_mean == pytest.approx(14.5) and row.psnr_se == pytest.approx(0.5)  # not 0.5 / sqrt 2 * ...
@@ -194,12 +195,12 @@ def test_code_versions_are_kept_apart_unless_pooled(tmp_path):
     write_run(tmp_path / "s" / "0", config("qcs_sgm", 1, 0), finished("qcs_sgm", 1, 0, 14.0, "aaa"))
     write_run(tmp_path / "s" / "1", config("qcs_sgm", 1, 1), finished("qcs_sgm", 1, 1, 15.0, "aaa"))
     write_run(tmp_path / "s" / "2", config("qcs_sgm", 1, 0), finished("qcs_sgm", 1, 0, 20.0, "bbb"))
-    apart = aggregate.aggregate([tmp_path / "s"], tmp_path / "apart")
+    apart = aggregation.aggregate([tmp_path / "s"], tmp_path / "apart")
     assert "code_version" in apart["summary"].attrs["settings"]
     assert cell(apart, code_version="aaa").psnr_mean == pytest.approx(14.5)
     assert cell(apart, code_version="bbb").psnr_mean == pytest.approx(20.0)
     assert "kept apart" in apart["table"]
-    pooled = aggregate.aggregate([tmp_path / "s"], tmp_path / "pooled", pool_versions=True)
+    pooled = aggregation.aggregate([tmp_path / "s"], tmp_path / "pooled", pool_versions=True)
     assert cell(pooled).psnr_mean == pytest.approx((14.0 + 15.0 + 20.0) / 3) and cell(pooled).runs == 3
 
 
@@ -234,7 +235,7 @@ def damage(folder, changes):
 @pytest.mark.parametrize("changes,reason", DAMAGE)
 def test_a_damaged_run_is_marked_failed_and_the_table_is_still_written(sweep, tmp_path, changes, reason):
     damage(sweep / "0", changes)  # qcs_sgm, bits 1, seed 0
-    result = aggregate.aggregate([sweep], tmp_path / "out")
+    result = aggregation.aggregate([sweep], tmp_path / "out")
     runs = result["runs"].set_index("run")
     bad = runs.loc[str((sweep / "0").resolve())]
     assert bad.status == "failed" and reason in bad.problem and math.isnan(bad.psnr_mean)
@@ -256,7 +257,7 @@ def test_a_foreign_config_never_reads_the_environment(tmp_path, monkeypatch):
                autocast="${oc.select:prior_autocast,none}")
     write_run(tmp_path / "s" / "0", cfg, None, resolved=False)
     write_run(tmp_path / "s" / "1", config("qcs_sgm", 2, 1), finished("qcs_sgm", 2, 1, 14.0))
-    result = aggregate.aggregate([tmp_path / "s"], tmp_path / "out")
+    result = aggregation.aggregate([tmp_path / "s"], tmp_path / "out")
     text = "".join(p.read_text() for p in (tmp_path / "out").glob("*.csv")) + result["table"]
     assert "hunter2" not in text and "${oc.env:QCSBENCH_TEST_SECRET,fallback}" in text
     row = result["runs"].set_index("run").loc[str((tmp_path / "s" / "0").resolve())]
@@ -269,7 +270,7 @@ def test_the_script_prints_one_sentence_for_bad_folders_and_marks_damaged_runs(s
     import runpy
     import sys
 
-    script = str(aggregate.Path(aggregate.__file__).resolve().parents[1] / "scripts" / "aggregate.py")
+    script = str(ROOT / "scripts" / "aggregate.py")
     damage(sweep / "0", {"metrics.json": "{"})
     monkeypatch.setattr(sys, "argv", ["aggregate.py", str(sweep), "--out", str(tmp_path / "out")])
     runpy.run_path(script, run_name="__main__")
@@ -306,5 +307,5 @@ def test_random_damage_to_a_sweep_never_stops_the_table(tmp_path):
                 (root / str(i) / "metrics.json").write_text(rng.choice(["", "{", "null", "[]", "3"]))
             if rng.random() < 0.3:
                 (root / str(i) / "config.yaml").write_text(rng.choice(["", ":", "[", "- 1", "a: !!python/object:os.system {}"]))
-        result = aggregate.aggregate([root, root], root / "out", pool_versions=trial % 2 == 1)
+        result = aggregation.aggregate([root, root], root / "out", pool_versions=trial % 2 == 1)
         assert len(result["runs"]) == 4 and (root / "out" / "table.md").is_file()

@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import ROOT, TINY
+from qcsbench import result_keys, tracking
 from qcsbench import store as store_module
-from qcsbench import tracking
+from qcsbench.channels import Channel
 from qcsbench.errors import ConfigError
 from qcsbench.runner import run
 
@@ -73,7 +74,8 @@ def test_the_code_version_covers_the_package_and_not_the_bookkeeping(tmp_path):
     shutil.copytree(ROOT / "qcsbench", copy, ignore=shutil.ignore_patterns("__pycache__"))
     version = store_module.source_fingerprint(copy)
     assert version == store_module.code_version()
-    (copy / "aggregate.py").write_text((copy / "aggregate.py").read_text() + "\n# a comment\n")
+    tables = copy / "aggregation" / "tables.py"
+    tables.write_text(tables.read_text() + "\n# a comment\n")
     assert store_module.source_fingerprint(copy) == version  # cannot change a number
     langevin = copy / "samplers" / "langevin.py"
     text = langevin.read_text()
@@ -336,3 +338,79 @@ def test_a_full_disk_while_saving_tensors_is_an_os_error_naming_the_file(tmp_pat
         files.save_tensors(tmp_path / "recon.pt", dict(x=torch.zeros(100_000)))
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "recon.pt")
     assert not list(tmp_path.iterdir())  # no half-written file left behind
+
+
+class BatchWideChannel(Channel):
+    """A throwaway channel that scales by its batch when told to: the store must ask it, not know it."""
+
+    name = "batch_wide"
+
+    @classmethod
+    def couples_batch(cls, settings):
+        return settings.get("scale") == "batch"
+
+
+def a_config(**changes):
+    """A resolved config as the runner hands it to the store, with ``changes`` at dotted keys."""
+    config = dict(method=dict(_target_="qcsbench.methods.annealed_langevin.AnnealedLangevin", step_lr=5e-5,
+                              weighting="norm_ratio", progress=True),
+                  quantizer=dict(_target_="qcsbench.channels.UniformQuantizer", bits=1, range="image"),
+                  prior=dict(_target_="qcsbench.priors.gmm.fitted", n_components=10, cache_dir="/cache"),
+                  logger=dict(_target_="qcsbench.tracking.WandbLogger", mode="offline"), bits=1, m=200, seed=0,
+                  num_images=4, batch_size=4, device="cpu", cache_dir="/cache", results_dir="/results",
+                  resume=True, run_dir="/run", optimized_metric="psnr_mean", hydra=dict(job=dict(name="run")))
+    for dotted, value in changes.items():
+        group, _, name = dotted.partition(".")
+        if name:
+            config[group] = dict(config[group], **{name: value})
+        else:
+            config[dotted] = value
+    return config
+
+
+def test_keys_that_are_not_part_of_a_result_change_neither_its_key_nor_its_settings():
+    """Each key of result_keys.NOT_RESULT changed alone: the same stored result; the same setting in
+    the aggregation, except num_images (another mean). A knob that is part of a result changes both."""
+    from qcsbench.aggregation.runs import settings_of
+
+    key, settings = store_module.result_key(a_config()), settings_of(a_config())
+    for dotted in result_keys.NOT_RESULT:
+        changed = a_config(**{dotted: "another"})
+        assert store_module.result_key(changed) == key, dotted
+        assert (settings_of(changed) == settings) == (dotted != "num_images"), dotted
+    for dotted in ["method.step_lr", "quantizer.range", "m", "seed"]:
+        changed = a_config(**{dotted: "another"})
+        assert store_module.result_key(changed) != key and settings_of(changed) != settings, dotted
+
+
+def test_the_run_name_leaves_out_the_keys_that_are_not_part_of_a_result():
+    """config.yaml names W&B runs from the overrides less exclude_keys (YAML cannot import the list)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "config.yaml").read_text())
+    excluded = config["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
+    assert sorted(excluded) == sorted(result_keys.RUN_NAME_EXCLUDED)
+
+
+@pytest.mark.parametrize("changes,coupled", [
+    ({}, False),
+    ({"method.weighting": "norm_ratio_batch"}, True),  # QCS-SGM+'s batch-wide step weight
+    ({"quantizer.range": "batch"}, True),  # the reference quantizer's batch-wide range
+    ({"quantizer": dict(_target_=f"{__name__}.BatchWideChannel", scale="image")}, False),
+    ({"quantizer": dict(_target_=f"{__name__}.BatchWideChannel", scale="batch")}, True),
+])
+def test_the_batch_size_is_part_of_a_result_where_the_method_or_channel_couples_the_batch(changes, coupled):
+    key = store_module.result_key(a_config(**changes))
+    assert store_module.batch_coupled(key) == coupled and ("batch_size" in key) == coupled
+    assert (store_module.result_key(a_config(**changes, batch_size=8)) != key) == coupled
+
+
+@pytest.mark.parametrize("target,word", [
+    ("qcsbench.channels.UniformQuantizer", "3bit"), ("qcsbench.channels.GaussianNoise", "linear"),
+    ("qcsbench.channels.LogisticChannel", "logistic"), (f"{__name__}.BatchWideChannel", "batch_wide"),
+    ("qcsbench.channels.NoSuchChannel", "3bit"),  # a typo: the config check names it next
+])
+def test_a_run_folder_names_the_channel_by_the_word_its_class_gives(target, word):
+    from qcsbench import resolvers
+
+    assert resolvers.channel_label(target, 3) == word

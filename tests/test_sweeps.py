@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from qcsbench import aggregate
+from qcsbench import aggregation
 
 # Tiny jobs: a small mixture prior and a short ladder; the grid is method x bits.
 JOB = ["prior.n_components=10", "prior.max_train=1000", "prior.max_iter=50", "method.num_levels=20",
@@ -37,7 +37,7 @@ def job_metrics(sweep_dir):
 
 def check_aggregate(sweep_dir, metrics):
     """One seed per setting: the table's cell is that run's own mean; rows are methods, columns bits."""
-    result = aggregate.aggregate([sweep_dir])
+    result = aggregation.aggregate([sweep_dir])
     assert len(result["runs"]) == 4 and (result["runs"].status == "finished").all()
     for _, cell in result["summary"].iterrows():
         expected = metrics[(cell["method"], cell["bits"])]
@@ -83,9 +83,9 @@ def test_failed_job_does_not_lose_the_others(tmp_path, cache_dir):
     proc = run_cli("-m", *JOB, "logger=none", "bits=1,0", f"hydra.sweep.dir={sweep_dir}",
                    f"results_dir={tmp_path / 'results'}")
     assert proc.returncode != 0 and "bits=0 is not allowed" in proc.stderr
-    runs = aggregate.find_runs([sweep_dir])
+    runs = aggregation.find_runs([sweep_dir])
     assert sorted(runs.status) == ["failed", "finished"]
-    assert "**failed**" in aggregate.markdown(aggregate.average_seeds(runs))
+    assert "**failed**" in aggregation.markdown(aggregation.average_seeds(runs))
 
 
 def wandb_records(sweep_dir):

@@ -40,6 +40,17 @@ class Channel:
     def __init__(self, noise_std: float):
         self.noise_std = float(noise_std)
 
+    @classmethod
+    def run_label(cls, bits) -> str:
+        """This channel's word in a run folder's name (``${channel_label:}``): its name unless it says otherwise."""
+        return cls.name
+
+    @classmethod
+    def couples_batch(cls, settings: dict) -> bool:
+        """Whether, with these settings (its config), an image's measurement depends on the rest of its batch
+        (the store then keys results by the batch size and resumes whole batches)."""
+        return False
+
     def describe(self) -> dict:
         """The name and the values this channel runs with (what metrics.json and W&B report)."""
         return dict(name=self.name, noise_std=self.noise_std)

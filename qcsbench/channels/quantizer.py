@@ -36,6 +36,14 @@ class UniformQuantizer(Channel):
         self.dither = bool(dither)
         self.reference_clamps = bool(reference_clamps)
 
+    @classmethod
+    def run_label(cls, bits) -> str:
+        return f"{bits}bit"
+
+    @classmethod
+    def couples_batch(cls, settings: dict) -> bool:
+        return settings.get("range") == "batch"
+
     @property
     def half_line_bins(self) -> bool:
         return self.bits == 1
@@ -115,6 +123,10 @@ class GaussianNoise(Channel):
 
     name = "none"
     point_values = True
+
+    @classmethod
+    def run_label(cls, bits) -> str:
+        return "linear"
 
     def measure(self, z, rng):
         y = z + self.noise_std * rng.randn(z.shape[1], dtype=z.dtype).to(z.device)

@@ -59,6 +59,10 @@ class AnnealedLangevin(Method):
         return Settings("method", {**cls.settings.rules, **knobs.settings.rules}, cls.settings.checks,
                         named | constructor_keys(knobs))
 
+    @classmethod
+    def couples_batch(cls, settings: dict) -> bool:
+        return settings.get("weighting") == "norm_ratio_batch"  # QCS-SGM+'s step weight, a ratio over the batch
+
     def likelihood_score(self, problem):
         return self._likelihood.build(problem, **self.likelihood_knobs)
 

@@ -36,6 +36,12 @@ class Method:
     def _recover(self, problem: Problem, prior: Prior, rng) -> Recovery:
         raise NotImplementedError
 
+    @classmethod
+    def couples_batch(cls, settings: dict) -> bool:
+        """Whether, with these settings (its config), an image's recovery depends on the rest of its batch
+        (the store then keys results by the batch size and resumes whole batches)."""
+        return False
+
     def describe(self) -> dict:
         """The name and every setting the method keeps (what it runs with, after its own
         defaults and conversions); grouped settings are flattened (ladder keys as they are,

@@ -1,0 +1,123 @@
+"""The summary as tables: methods as rows, the other varying settings as columns (Markdown, LaTeX)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+LOWER_IS_BETTER = {"nmse"}
+LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similarity",
+              psnr_scaled="PSNR after the best scalar fit (dB)")
+DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2)
+
+
+def state_of(row) -> str:
+    """ok, failed (no run finished) or diverged (every image of every finished run diverged)."""
+    if row["failed"] == row["runs"]:
+        return "failed"
+    return "diverged" if math.isnan(row["psnr_mean"]) else "ok"
+
+
+def _grid(summary: pd.DataFrame, name: str):
+    """(row labels, column labels, {(row, col): summary row}) with methods as rows and the other
+    varying settings as columns."""
+    keys = summary.attrs["settings"]
+    col_keys = [k for k in keys if k != "method"]
+    label = (lambda r: ", ".join(f"{k}={r[k]}" for k in col_keys)) if col_keys else (lambda r: "all")
+    cells = {(str(r.get("method", "")), label(r)): r for _, r in summary.iterrows()}
+    rows = list(dict.fromkeys(k[0] for k in cells))
+    cols = list(dict.fromkeys(label(r) for _, r in summary.iterrows()))
+    return rows, cols, cells
+
+
+def _best(cells, rows, col, name):
+    """The row with the best value in this column; none where the column has a single row."""
+    values = {r: cells[(r, col)][f"{name}_mean"] for r in rows if (r, col) in cells}
+    if len(values) < 2:
+        return None
+    values = {r: v for r, v in values.items() if not math.isnan(v)}
+    if not values:
+        return None
+    pick = min if name in LOWER_IS_BETTER else max
+    return pick(values, key=values.get)
+
+
+def _cell(row, name, bold, style) -> str:
+    state = state_of(row)
+    if state != "ok":
+        return f"**{state}**" if style == "md" else rf"\textbf{{{state}}}"
+    d = DIGITS[name]
+    mean, se = row[f"{name}_mean"], row[f"{name}_se"]
+    pm = " ± " if style == "md" else r" \pm "
+    text = f"{mean:.{d}f}" + (f"{pm}{se:.{d}f}" if not math.isnan(se) else "")
+    if style == "md":
+        text = f"**{text}**" if bold else text
+    else:
+        text = f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+    marks = ("†" if row["images_diverged"] else "") + ("‡" if row["failed"] else "")
+    if style == "tex":
+        marks = marks.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$")
+    return text + marks
+
+
+def _notes(summary: pd.DataFrame) -> list[str]:
+    seeds = sorted(set(summary.seeds))
+    notes = [f"mean ± standard error over {'/'.join(map(str, seeds))} seed(s) (no ± with one seed); "
+             "each seed's number is a mean over its images; best per column in bold"]
+    for _, row in summary.iterrows():
+        where = ", ".join(f"{k}={row[k]}" for k in summary.attrs["settings"]) or "all runs"
+        if row["images_diverged"] and state_of(row) == "ok":
+            notes.append(f"† {where}: {row['images_diverged']} of {row['images']} images diverged "
+                         "(left out of the mean)")
+        if row["failed"] and state_of(row) == "ok":
+            notes.append(f"‡ {where}: {row['failed']} of {row['runs']} runs failed")
+        if row.get("repeats"):
+            notes.append(f"{where}: {row['repeats']} runs repeat a result id already counted (the same images, "
+                         "settings and code, e.g. a re-run after a crash) and are counted once")
+    if "code_version" in summary.attrs["settings"]:
+        notes.append("runs of different code versions are kept apart (code_version); pool_versions averages them")
+    return notes + summary.attrs.get("notes", [])
+
+
+def markdown(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+    out = []
+    for name in names:
+        rows, cols, cells = _grid(summary, name)
+        out += [f"### {LABELS[name]}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        best = {c: _best(cells, rows, c, name) for c in cols}
+        for r in rows:
+            out.append(f"| {r} | " + " | ".join(_cell(cells[(r, c)], name, best[c] == r, "md")
+                                              if (r, c) in cells else "" for c in cols) + " |")
+        out.append("")
+    return "\n".join(out + [f"- {n}" for n in _notes(summary)]) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for char in "\\&%$#_{}":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def latex(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+    """One booktabs tabular per metric (``\\usepackage{booktabs}``)."""
+    out = []
+    for name in names:
+        rows, cols, cells = _grid(summary, name)
+        best = {c: _best(cells, rows, c, name) for c in cols}
+        out += [f"% {LABELS[name]}: " + "; ".join(_notes(summary)).replace("±", "+-"),
+                r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
+                " & ".join(["method", *map(_tex_escape, cols)]) + r" \\", r"\midrule"]
+        for r in rows:
+            out.append(" & ".join([_tex_escape(r), *(_cell(cells[(r, c)], name, best[c] == r, "tex")
+                                                     if (r, c) in cells else "" for c in cols)]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def failure_notes(frame: pd.DataFrame, shown: int = 5) -> list[str]:
+    """One note per run that left files but could not be used, at most ``shown`` of them."""
+    bad = frame[frame["problem"].notna()] if "problem" in frame else frame.iloc[:0]
+    notes = [f"failed: {row.run}: {row.problem}" for row in bad.head(shown).itertuples()]
+    if len(bad) > shown:
+        notes.append(f"and {len(bad) - shown} more failed runs (runs.csv, column problem)")
+    return notes

@@ -1,0 +1,56 @@
+"""The config keys that are not part of a result: one list for the store, the aggregation and run names.
+
+An image's result depends on the data, the prior, the operator, the channel, the method and the
+seeds. The keys in ``NOT_RESULT`` only say how a run is shown, where it reads and writes, how it is
+computed (per-image random streams make a result independent of the batch), or how many images it
+takes. Each user leaves them out, with one difference each, on purpose:
+
+- the store (``store.result_key``) leaves all of them out of a result's key; the batch size goes
+  back in where a method or a channel couples the images of a batch (``couples_batch``);
+- the aggregation (``qcsbench.aggregation.runs``) leaves them out of a run's settings except
+  ``num_images``: it changes no image's result, but a mean over 4 images is not a mean over 16,
+  so runs with different numbers of images are not averaged together;
+- config.yaml's ``hydra.job.config.override_dirname.exclude_keys``, the overrides left out of a
+  W&B run's name, lists ``RUN_NAME_EXCLUDED``: the keys below as a command line names them
+  (YAML cannot import this module; tests/test_configs.py checks that the two lists are equal).
+
+Paths whose contents a result is computed from (a checkpoint, ``dataset.root``) are another matter:
+they are part of a result, by their contents (the store keys them by digest, qcsbench/fingerprint.py).
+So is the code, less the modules that cannot change a number (``store.NOT_NUMERIC``).
+"""
+from __future__ import annotations
+
+import copy
+
+# A dotted key; a group's name stands for every key in the group.
+NOT_RESULT = (
+    "logger", "method.progress", "optimized_metric",  # how a run is shown, logged or searched
+    "results_dir", "cache_dir", "prior.cache_dir", "run_dir", "hydra",  # where it reads and writes
+    "device", "batch_size", "resume",  # how it is computed
+    "num_images",  # how many images: each image's result is the same, their mean is not
+)
+# Part of no image's result, but of a mean over images: the aggregation keeps it as a setting.
+MEAN_OF = ("num_images",)
+# The logger's mode is typed on its own (logger.mode=online) and names no result either; Hydra's own
+# overrides never enter a run's name.
+RUN_NAME_EXCLUDED = tuple(k for k in NOT_RESULT if k != "hydra") + ("logger.mode",)
+
+
+def covered(key: str, keys=NOT_RESULT) -> bool:
+    """Whether the dotted ``key`` is one of ``keys`` or inside one of their groups."""
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
+def is_setting(key: str) -> bool:
+    """Whether a run's flattened config key says what was run (the aggregation's settings)."""
+    return not covered(key, [k for k in NOT_RESULT if k not in MEAN_OF])
+
+
+def without_non_results(config: dict) -> dict:
+    """A deep copy of a resolved config (a dict of dicts) less every key in NOT_RESULT."""
+    out = copy.deepcopy({k: v for k, v in config.items() if k not in NOT_RESULT})
+    for dotted in NOT_RESULT:
+        group, _, name = dotted.partition(".")
+        if name and isinstance(out.get(group), dict):
+            out[group].pop(name, None)
+    return out
