@@ -88,6 +88,14 @@ class Setup:
                     method=self.method.describe(), prior=prior)
 
 
+def build_operator(cfg, shape):
+    """The operator ``cfg`` names for images of ``shape``, its eigendecomposition of A A^T cached in
+    ``cfg.cache_dir`` beside the fitted priors (a sweep, a training run and a benchmark share it)."""
+    operator = instantiate(cfg.operator, shape=list(shape), m=cfg.m)
+    operator.cache_dir = cfg.get("cache_dir")
+    return operator
+
+
 def build(cfg) -> Setup:
     """Build the cheap parts of the experiment ``cfg`` (a composed config); the prior waits for
     ``Setup.prior``."""
@@ -99,8 +107,7 @@ def build(cfg) -> Setup:
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     if str(cfg.prior.get("_target_", "")).endswith("fitted_gmm") and method.needs_prior:
         gmm.check_size(test_set.shape, cfg.prior.get("n_components", 20))  # before the train split is read
-    operator = instantiate(cfg.operator, shape=list(test_set.shape), m=cfg.m)
-    operator.cache_dir = cfg.get("cache_dir")  # the eigendecomposition of A A^T is kept beside the fitted priors
+    operator = build_operator(cfg, test_set.shape)
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(learned_file.problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from qcsbench import resolvers  # noqa: E402
 from qcsbench.opcount import OpCounter, PausedPrior  # noqa: E402
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom  # noqa: E402
-from qcsbench.setup import build, build_prior, instantiate, method_names  # noqa: E402
+from qcsbench.setup import build, build_operator, build_prior, instantiate, method_names  # noqa: E402
 from qcsbench.device import resolve_device  # noqa: E402
 from qcsbench.problem import Problem  # noqa: E402
 
@@ -197,7 +197,7 @@ def experiment(size, cfg, shape, images):
         problem, _ = setup.problem(list(range(images)))
         return setup.method, problem, (setup.prior if setup.method.needs_prior else None), setup.device
     device = resolve_device(cfg.device)
-    operator = instantiate(cfg.operator, shape=list(shape), m=cfg.m).to(device, torch.float32)
+    operator = build_operator(cfg, shape).to(device, torch.float32)
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     g = torch.Generator().manual_seed(0)
     coarse = torch.rand(images, shape[0], 8, 8, generator=g)  # smooth random pictures

@@ -161,7 +161,8 @@ def train_cfg(tmp_path, prior_path, *overrides):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose("train", overrides=[
             "prior=trained", f"prior.checkpoint={prior_path}", f"out_dir={tmp_path / 'train'}", "batch_size=4",
-            "eval_images=4", "eval_every=3", "save_every=3", "log_every=1", "m=60", "learner.steps=2", *overrides])
+            "eval_images=4", "eval_every=3", "save_every=3", "log_every=1", "m=60", "learner.steps=2",
+            f"cache_dir={tmp_path / 'cache'}", *overrides])
 
 
 @pytest.mark.in_process
@@ -177,6 +178,7 @@ def test_training_lowers_the_loss_writes_a_model_and_resumes(tmp_path):
     assert history[-1]["eval_psnr"] > history[0]["eval_psnr"]
     assert first["eval_psnr"] == history[-1]["eval_psnr"]
     assert state["problem"]["operator"]["m"] == 60 and state["problem"]["quantizer"]["bits"] == 1
+    assert len(list((tmp_path / "cache").glob("gram-eig-*.pt"))) == 1  # A A^T's eigendecomposition, kept for later runs
     # resume: the checkpoint's step, Adam state and history carry on
     more = train(train_cfg(tmp_path, prior_path, "max_steps=9", "lr=3e-3", "warmup_steps=1"))
     state = learned_file.read(out / "checkpoint.pt")

@@ -26,7 +26,7 @@ from qcsbench.learned import learned_file
 from qcsbench.priors.checkpoints import first_line, load_state
 from qcsbench.problem import Problem
 from qcsbench.randomness import seed_for
-from qcsbench.setup import build_prior, instantiate
+from qcsbench.setup import build_operator, build_prior, instantiate
 from qcsbench.tracking import wandb_run_id
 from qcsbench.validate import check_train_config
 
@@ -62,7 +62,7 @@ class Training:
         if not 0 < cfg.eval_images < len(self.train_set):
             raise ConfigError(f"eval_images={cfg.eval_images} is not allowed with {len(self.train_set)} training "
                               f"images: hold out between 1 and {len(self.train_set) - 1}.")
-        operator = instantiate(cfg.operator, shape=list(self.train_set.shape), m=cfg.m)
+        operator = build_operator(cfg, self.train_set.shape)
         self.channel = instantiate(cfg.quantizer)
         self.problem_record = learned_file.problem_record(test_set, operator, self.channel)
         self.operator = operator.to(self.device, torch.float32)
