@@ -12,7 +12,7 @@ takes. Each user leaves them out, with one difference each, on purpose:
   so runs with different numbers of images are not averaged together;
 - config.yaml's ``hydra.job.config.override_dirname.exclude_keys``, the overrides left out of a
   W&B run's name, lists ``RUN_NAME_EXCLUDED``: the keys below as a command line names them
-  (YAML cannot import this module; tests/test_configs.py checks that the two lists are equal).
+  (YAML cannot import this module; tests/test_bookkeeping.py checks that the two lists are equal).
 
 Paths whose contents a result is computed from (a checkpoint, ``dataset.root``) are another matter:
 they are part of a result, by their contents (the store keys them by digest, qcsbench/fingerprint.py).
