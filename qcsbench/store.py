@@ -39,9 +39,11 @@ IGNORED = {"num_images", "batch_size", "logger", "device", "cache_dir", "results
 # flock's answers on a file system that has no locks (Lustre without -o flock, some NFS mounts).
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
-# or reject configurations. Editing them keeps the stored results valid.
+# or reject configurations; the training loops write model files, which are hashed themselves
+# (method.weights). Editing them keeps the stored results valid.
 NOT_NUMERIC = {"aggregate.py", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py", "errors.py",
-               "store.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
+               "store.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py",
+               "training/__init__.py", "training/learner.py", "training/prior.py", "training/state.py"}
 
 
 def source_fingerprint(package_dir) -> str:

@@ -30,5 +30,5 @@ class DiffPIR(Method):
             raise ConfigError("method.noise_std=null is not allowed for a noiseless channel: set method.noise_std > 0.")
         prox = gaussian_prox(problem.operator, problem.channel.dequantize(problem.measurement), float(s))
         x = float(sigmas[0]) * rng.randn(*problem.shape)
-        x, nfe, _ = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
-        return Recovery(x.clamp(0, 1), nfe)
+        x = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
+        return Recovery(x.clamp(0, 1), prior.nfe)

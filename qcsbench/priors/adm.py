@@ -3,8 +3,8 @@ behind the VE interface."""
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
+from qcsbench.formats.checkpoints import load_file, load_state
 from qcsbench.networks.adm import ADMUNet
-from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, linear_alphas_cumprod, vp_sigmas
 
 

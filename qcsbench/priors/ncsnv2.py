@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from qcsbench.errors import ConfigError
+from qcsbench.formats.checkpoints import load_file, load_state
 from qcsbench.networks.ncsnv2 import NCSNv2
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
-from qcsbench.priors.checkpoints import load_file, load_state
 from qcsbench.priors.network import NetworkPrior, nearest_level
 
 
