@@ -12,7 +12,6 @@ from hydra.utils import instantiate as hydra_instantiate
 
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
 from qcsbench.priors import gmm
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
@@ -30,6 +29,22 @@ def instantiate(node, **kwargs):
         if cause is not None:
             raise cause from None
         raise
+
+
+def problem_record(dataset, operator, channel) -> dict:
+    """The problem an experiment poses, in the words the run reports: the test split's name and
+    image shape, operator.describe() and the channel's describe() (also what a learned model file
+    records it was trained for)."""
+    return dict(dataset=dict(name=dataset.name, shape=list(dataset.shape)), operator=operator.describe(),
+                quantizer=channel.describe())
+
+
+def build_problem(cfg) -> tuple:
+    """(test set, operator, channel) of the experiment ``cfg``: the problem, built the same for a
+    run and for training a learned method on it."""
+    test_set = instantiate(cfg.dataset, split="test")
+    channel = instantiate(cfg.quantizer)
+    return test_set, build_operator(cfg, test_set.shape), channel
 
 
 def build_prior(cfg, test_set, device):
@@ -83,9 +98,8 @@ class Setup:
             prior = self._prior.describe()
         else:
             prior = dict(name=self.cfg.prior.get("name", "prior"))
-        return dict(dataset=dict(name=self.test_set.name, shape=list(self.test_set.shape)),
-                    operator=self.operator.describe(), quantizer=self.channel.describe(),
-                    method=self.method.describe(), prior=prior)
+        return dict(problem_record(self.test_set, self.operator, self.channel), method=self.method.describe(),
+                    prior=prior)
 
 
 def build_operator(cfg, shape):
@@ -99,17 +113,16 @@ def build_operator(cfg, shape):
 def build(cfg) -> Setup:
     """Build the cheap parts of the experiment ``cfg`` (a composed config); the prior waits for
     ``Setup.prior``."""
-    test_set = instantiate(cfg.dataset, split="test")
+    test_set, operator, channel = build_problem(cfg)
     if cfg.num_images > len(test_set):
         raise ConfigError(f"num_images={cfg.num_images} is more than dataset {test_set.name} holds: "
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
-    channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
+    method = instantiate(cfg.method)
     if str(cfg.prior.get("_target_", "")).endswith("fitted_gmm") and method.needs_prior:
         gmm.check_size(test_set.shape, cfg.prior.get("n_components", 20))  # before the train split is read
-    operator = build_operator(cfg, test_set.shape)
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
-        method.check_problem(learned_file.problem_record(test_set, operator, channel))
+        method.check_problem(problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
                  channel=channel, method=method)
 

@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 # flock's answers on a file system that has no locks (Lustre without -o flock, some NFS mounts).
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 # Modules that cannot change a number: they write files and W&B runs, read sweep folders,
-# or reject configurations. Editing them keeps the stored results valid.
-# A name ending in / stands for every file in that folder.
-NOT_NUMERIC = {"aggregation/", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py", "errors.py",
-               "store.py", "result_keys.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
+# or reject configurations; the training loops write model files, which are hashed themselves
+# (method.weights). Editing them keeps the stored results valid. A name ending in / stands for
+# every file in that folder.
+NOT_NUMERIC = {"aggregation/", "training/", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py",
+               "errors.py", "store.py", "result_keys.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
 
 
 def source_fingerprint(package_dir) -> str:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qcsbench.cli import hydra_main, run_safely  # noqa: E402
-from qcsbench.learned.training import train  # noqa: E402
+from qcsbench.training.learner import train  # noqa: E402
 
 
 @hydra_main(config_path=str(ROOT / "configs"), config_name="train")

@@ -5,10 +5,10 @@ import json
 
 import torch
 
+from qcsbench.formats import trained_file as trained_format
 from qcsbench.networks.adm import ADMUNet
 from qcsbench.networks.ncsnv2 import NCSNv2
 from qcsbench.networks.score_unet import ScoreUNet
-from qcsbench.priors import trained_file as trained_format
 from qcsbench.priors.base import geometric_sigmas
 
 TINY_ADM = dict(image_size=28, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1,2",

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
+from qcsbench.formats import learned_file
+from qcsbench.learned import WEIGHTS
 from qcsbench.setup import instantiate
 
 pytestmark = pytest.mark.in_process
 
 MARKER = "/tmp/qcsbench-foreign-module-ran"
-IDM = learned_file.WEIGHTS / "idm_mnist_1bit_m200.pt"
-RESTOREGRAD = learned_file.WEIGHTS / "restoregrad_mnist_1bit_m200.pt"
+IDM = WEIGHTS / "idm_mnist_1bit_m200.pt"
+RESTOREGRAD = WEIGHTS / "restoregrad_mnist_1bit_m200.pt"
 
 
 def edited(tmp_path, source, change, name="model.pt"):

@@ -14,9 +14,8 @@ from qcsbench.channels import Measurement
 from qcsbench.channels.logistic import LogisticChannel
 from qcsbench.channels.quantizer import GaussianNoise, UniformQuantizer
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
+from qcsbench.formats import learned_file
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
-from qcsbench.learned.training import train
 from qcsbench.methods.idm import IDM, learner
 from qcsbench.methods.oneshot import matched_back_projection
 from qcsbench.networks.idm import IDMNet
@@ -24,7 +23,8 @@ from qcsbench.operators.dense import gaussian
 from qcsbench.priors.trained import trained_prior
 from qcsbench.problem import Problem
 from qcsbench.randomness import as_stream
-from qcsbench.setup import build
+from qcsbench.setup import build, problem_record
+from qcsbench.training.learner import train
 from tests.conftest import CONFIGS, run_and_read
 from tests.prior_files import trained_file
 
@@ -248,7 +248,7 @@ def test_another_image_shape_stops_in_one_sentence_even_with_allow_mismatch(mode
 
     method = IDM(checkpoint=model_file, allow_mismatch=True, progress=False)
     shape = (3, 32, 32)
-    record = learned_file.problem_record(SimpleNamespace(name="cifar10", shape=shape), gaussian(shape, 60, seed=0),
+    record = problem_record(SimpleNamespace(name="cifar10", shape=shape), gaussian(shape, 60, seed=0),
                                          UniformQuantizer(1, 0.05))
     with pytest.raises(ConfigError) as err:
         method.check_problem(record)

@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from qcsbench.channels import GaussianNoise
-from qcsbench.samplers.langevin import annealed_langevin
 from qcsbench.likelihood.diagonal import DiagonalLikelihoodScore
 from qcsbench.operators import gaussian
 from qcsbench.priors import GaussianMixturePrior
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
+from qcsbench.samplers.counted import CountedPrior
+from qcsbench.samplers.langevin import annealed_langevin
 
 pytestmark = pytest.mark.fast
 
@@ -34,9 +35,10 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
 
         beta = 0.05
         rng = ImageRandom(0, range(chains), SAMPLER)
-        x, nfe = annealed_langevin(prior, torch.zeros(chains, *SHAPE), [beta], rng,
-                                   DiagonalLikelihoodScore(problem), step_lr=0.01, steps_per_level=600, progress=False)
-        assert nfe == 600
+        counted = CountedPrior(prior)
+        x = annealed_langevin(counted, torch.zeros(chains, *SHAPE), [beta], rng,
+                              DiagonalLikelihoodScore(problem), step_lr=0.01, steps_per_level=600, progress=False)
+        assert counted.nfe == 600
 
         # At level beta the chain targets N(mu, C + beta^2 I) times N(y; A x, sigma^2 + beta^2 ||a_m||^2):
         a = op.matrix()
@@ -105,9 +107,32 @@ def test_one_diverged_chain_does_not_poison_its_batch():
         score = EPLikelihoodScore(Problem(op, channel, meas.select(indices)))
         return annealed_langevin(prior, x0[indices], [1.0, 0.3, 0.1], ImageRandom(0, indices, SAMPLER), score,
                                  step_lr=1e-3, steps_per_level=3, gamma=0.5, weighting="norm_ratio_batch",
-                                 progress=False)[0]
+                                 progress=False)
 
     others = [0, 1, 2, 4, 5, 6, 7]
     together, alone = sample(list(range(8))), sample(others)
     assert bool(torch.isnan(together[3]).all()) and bool(torch.isfinite(together[others]).all())
     assert torch.allclose(together[others], alone, rtol=1e-10, atol=1e-12)
+
+
+def test_report_previous_is_the_state_before_the_last_update():
+    """QCS-SGM's report_previous (read through the sampler's callback) reports after K steps what
+    K - 1 steps end on: the chains draw the same noise up to there. The prior counts the NFE."""
+    from qcsbench.methods.annealed_langevin import AnnealedLangevin
+
+    g = torch.Generator().manual_seed(4)
+    prior = GaussianMixturePrior.from_covariances(torch.ones(1), torch.rand(1, D, generator=g),
+                                                  0.05 * torch.eye(D)[None], SHAPE, [0.3])
+    op = gaussian(SHAPE, M, seed=2)
+    channel = GaussianNoise(noise_std=0.1)
+    meas = channel.measure(op.forward(torch.rand(3, *SHAPE, generator=g)), ImageRandom(0, range(3), MEASUREMENT))
+    problem = Problem(op, channel, meas)
+
+    def recover(**settings):
+        method = AnnealedLangevin(likelihood="linear", step_lr=1e-3, max_step_ratio=None, progress=False, **settings)
+        return method.recover(problem, prior, ImageRandom(0, range(3), SAMPLER))
+
+    previous, shorter = recover(steps_per_level=3, report_previous=True), recover(steps_per_level=2)
+    assert torch.equal(previous.x_hat, shorter.x_hat)
+    assert (previous.nfe, shorter.nfe) == (3, 2)
+    assert not torch.equal(recover(steps_per_level=3).x_hat, previous.x_hat)

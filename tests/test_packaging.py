@@ -24,7 +24,7 @@ def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(python), "-c", "import qcsbench, qcsbench.priors.trained as t, qcsbench.learned.learned_file"
+    where = subprocess.run([str(python), "-c", "import qcsbench, qcsbench.priors.trained as t, qcsbench.learned"
                             " as f; print(qcsbench.__file__); print(sorted(p.name for p in t.WEIGHTS.iterdir()));"
                             " print(sorted(p.name for p in f.WEIGHTS.iterdir()))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout

@@ -97,8 +97,8 @@ def test_shipped_ncsn_mnist_samples_look_like_digits(shipped):
 
     rng = ImageRandom(0, range(8), SAMPLER, torch.device("cpu"))
     x = rng.rand(1, 28, 28)
-    x, _ = annealed_langevin(shipped, x, geometric_sigmas(50, 0.01, 40), rng, lambda x, beta: torch.zeros_like(x),
-                             step_lr=2e-5, steps_per_level=3, progress=False)
+    x = annealed_langevin(shipped, x, geometric_sigmas(50, 0.01, 40), rng, lambda x, beta: torch.zeros_like(x),
+                          step_lr=2e-5, steps_per_level=3, progress=False)
     x = shipped.denoise(x, 0.01).clamp(0, 1)
     data = embedded_mnist("train").batch(range(1000))
     assert abs(float(x.mean()) - float(data.mean())) < 0.06  # about 13 % ink

@@ -13,8 +13,7 @@ from torch.distributions import Normal, kl_divergence
 from qcsbench import metrics
 from qcsbench.channels.quantizer import UniformQuantizer
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
-from qcsbench.learned.training import train
+from qcsbench.formats import learned_file
 from qcsbench.methods.restoregrad import RestoreGrad, learner
 from qcsbench.networks.restoregrad import gaussian_kl, handmade_spread, restoregrad_terms
 from qcsbench.networks.score_unet import denoise_centered
@@ -22,6 +21,7 @@ from qcsbench.operators.dense import gaussian
 from qcsbench.priors.trained import trained_prior
 from qcsbench.problem import Problem
 from qcsbench.setup import build
+from qcsbench.training.learner import train
 from tests.conftest import CONFIGS, run_and_read
 from tests.prior_files import trained_file
 

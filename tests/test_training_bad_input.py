@@ -9,12 +9,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
-from qcsbench.learned.training import train
+from qcsbench.formats import learned_file
+from qcsbench.formats import trained_file as trained_format
 from qcsbench.networks.idm import IDMNet
-from qcsbench.priors import trained_file as trained_format
 from qcsbench.priors.trained import trained_prior
 from qcsbench.setup import build
+from qcsbench.training.learner import train
 from tests.conftest import CONFIGS
 from tests.prior_files import trained_file
 
@@ -75,7 +75,7 @@ def test_a_checkpoint_with_weights_of_another_shape_is_named(tmp_path, trained):
 
 
 def test_an_out_dir_no_file_can_be_written_in_is_refused_before_the_network_is_built(tmp_path, monkeypatch):
-    monkeypatch.setattr("qcsbench.learned.training.Training.__init__", None)  # nothing may be built
+    monkeypatch.setattr("qcsbench.training.learner.Training.__init__", None)  # nothing may be built
     with pytest.raises(ConfigError, match=r"^out_dir=/proc/qcsbench-train is not writable"):
         train(train_cfg(tmp_path, "out_dir=/proc/qcsbench-train"))
 

@@ -71,12 +71,13 @@ class AnnealedLangevin(Method):
         sigmas = self.ladder.sigmas(prior)
         x = rng.rand(*problem.shape).to(problem.measurement.y.device)
         score = self.likelihood_score(problem)
-        x, nfe = annealed_langevin(prior, x, sigmas, rng, score, step_lr=self.step_lr,
-                                   steps_per_level=self.steps_per_level, gamma=self.gamma, weighting=self.weighting,
-                                   report_previous=self.report_previous, progress=self.progress,
-                                   max_step_ratio=self.max_step_ratio)
+        seen = {}  # the state before the last update, which the reference code reports
+        x = annealed_langevin(prior, x, sigmas, rng, score, step_lr=self.step_lr, steps_per_level=self.steps_per_level,
+                              gamma=self.gamma, weighting=self.weighting, progress=self.progress,
+                              max_step_ratio=self.max_step_ratio, callback=seen.update)
+        if self.report_previous:
+            x = seen["x"]
         if self.final_denoise:
             x = prior.denoise(x, float(sigmas[-1]))
-            nfe += 1
         stats = score.stats() if hasattr(score, "stats") else {}  # e.g. EP's sweeps per image
-        return Recovery(x.clamp(0, 1), nfe, stats=stats)
+        return Recovery(x.clamp(0, 1), prior.nfe, stats=stats)

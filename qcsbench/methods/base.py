@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
+from qcsbench.formats import learned_file
+from qcsbench.learned import WEIGHTS
 from qcsbench.priors import Prior
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
 from qcsbench.priors.checkpoints import checkpoint_file
 from qcsbench.randomness import as_stream
+from qcsbench.samplers.counted import CountedPrior
 from qcsbench.settings import boolean, settings, text
 
 
@@ -31,9 +33,11 @@ class Method:
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""
         check_prior_fits(problem, prior)
-        return self._recover(problem, prior, as_stream(rng, problem.batch_size, problem.measurement.y.device))
+        counted = None if prior is None else CountedPrior(prior)
+        return self._recover(problem, counted, as_stream(rng, problem.batch_size, problem.measurement.y.device))
 
-    def _recover(self, problem: Problem, prior: Prior, rng) -> Recovery:
+    def _recover(self, problem: Problem, prior: CountedPrior, rng) -> Recovery:
+        """The recovery; its NFE is ``prior.nfe`` (a learned method, which has no prior, counts its own)."""
         raise NotImplementedError
 
     @classmethod
@@ -94,7 +98,7 @@ class LearnedMethod(Method):
 
     def __init__(self, name, checkpoint, shipped, allow_mismatch, progress):
         self.name, self.allow_mismatch, self.progress = name, bool(allow_mismatch), progress
-        path = checkpoint if checkpoint is not None else learned_file.WEIGHTS / f"{shipped}.pt"
+        path = checkpoint if checkpoint is not None else WEIGHTS / f"{shipped}.pt"
         self.checkpoint = str(path)
         self._state = learned_file.read(path, learner=self.learner)
         self._net = learned_file.load_network(self._state, f"method.checkpoint={path}")

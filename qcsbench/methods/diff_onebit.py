@@ -41,5 +41,7 @@ class DiffOneBit(Method):
         eta = self.step_ratio * stable_step(problem, extra_var)
         prox = gradient_prox(problem, self.inner_steps, eta, extra_var)
         x = float(sigmas[0]) * rng.randn(*problem.shape)
-        x, nfe, first = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
-        return Recovery(x.clamp(0, 1), nfe, dict(first_estimate=first.clamp(0, 1), step_size=eta))
+        first = {}  # the prior's first estimate, kept for the report
+        x = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress,
+                          callback=lambda seen: first.setdefault("estimate", seen["denoised"]))
+        return Recovery(x.clamp(0, 1), prior.nfe, dict(first_estimate=first["estimate"].clamp(0, 1), step_size=eta))

@@ -41,5 +41,5 @@ class DiffPIR(Method):
         s = data_term_width(self.noise_std, problem.channel.noise_std)
         prox = gaussian_prox(problem.operator, problem.channel.dequantize(problem.measurement), float(s))
         x = float(sigmas[0]) * rng.randn(*problem.shape)
-        x, nfe, _ = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
-        return Recovery(x.clamp(0, 1), nfe)
+        x = hqs_diffusion(prior, x, sigmas, rng, prox, self.lam, self.zeta, progress=self.progress)
+        return Recovery(x.clamp(0, 1), prior.nfe)

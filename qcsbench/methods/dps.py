@@ -21,5 +21,5 @@ class DPS(Method):
     def _recover(self, problem, prior, rng):
         sigmas = self.ladder.sigmas(prior)
         x = float(sigmas[0]) * rng.randn(*problem.shape)
-        x, nfe = dps(prior, x, sigmas, rng, problem, self.zeta, self.guidance, self.progress)
-        return Recovery(x.clamp(0, 1), nfe)
+        x = dps(prior, x, sigmas, rng, problem, self.zeta, self.guidance, self.progress)
+        return Recovery(x.clamp(0, 1), prior.nfe)

@@ -44,4 +44,4 @@ class OneShot(Method):
         x, sigma = matched_back_projection(problem, y, self.pixel_rms)
         for _ in steps(range(1), "oneshot", self.progress):  # the one denoiser call, reported like a sampler's
             out = prior.denoise(x, sigma)  # one call for the batch, each image at its own sigma*
-        return Recovery(out.clamp(0, 1), 1, dict(sigma=sigma))
+        return Recovery(out.clamp(0, 1), prior.nfe, dict(sigma=sigma))

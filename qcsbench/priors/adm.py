@@ -2,8 +2,8 @@
 behind the VE interface."""
 from __future__ import annotations
 
+from qcsbench.formats.checkpoints import checkpoint_file, load_file, load_state
 from qcsbench.networks.adm import ADMUNet
-from qcsbench.priors.checkpoints import checkpoint_file, load_file, load_state
 from qcsbench.priors.network import NETWORK, NETWORK_CHECKS
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, linear_alphas_cumprod, vp_sigmas
 from qcsbench.settings import Rule, boolean, integer, settings

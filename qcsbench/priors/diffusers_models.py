@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from qcsbench.errors import ConfigError
+from qcsbench.formats.checkpoints import existing_dir, first_line, load_file, load_state
 from qcsbench.priors.base import geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import existing_dir, first_line, load_file, load_state
 from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
 from qcsbench.priors.vp import VPEpsilonPrior, ladder_for, vp_sigmas
 from qcsbench.settings import Check, settings

@@ -7,7 +7,7 @@ import torch
 from qcsbench.errors import ConfigError
 from qcsbench.networks.ncsnv2 import NCSNv2
 from qcsbench.priors.base import broadcast_sigma, geometric_sigmas
-from qcsbench.priors.checkpoints import checkpoint_file, load_file, load_state
+from qcsbench.formats.checkpoints import checkpoint_file, load_file, load_state
 from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior, nearest_level
 from qcsbench.settings import boolean, integer, settings
 

@@ -1,16 +1,16 @@
 """Priors trained by scripts/train_prior.py, including the shipped ``prior=ncsn_mnist``
-(their file: qcsbench/priors/trained_file.py)."""
+(their file: qcsbench/formats/trained_file.py)."""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
 from qcsbench.errors import ConfigError
-from qcsbench.priors import trained_file
-from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
-from qcsbench.priors.checkpoints import checkpoint_file, existing_file, first_line, load_state
-from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
+from qcsbench.formats import trained_file
+from qcsbench.formats.checkpoints import checkpoint_file, existing_file, first_line, load_state
 from qcsbench.networks.score_unet import ScoreUNet, denoise_centered
+from qcsbench.priors.base import broadcast_sigma, geometric_sigmas, overridden_ladder
+from qcsbench.priors.network import NETWORK, NETWORK_CHECKS, NetworkPrior
 from qcsbench.settings import boolean, choice, settings
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"

@@ -33,12 +33,15 @@ def guidance_grad(problem, prior, x, sigma, guidance="sqrt_nll"):
 
 
 @torch.no_grad()  # autograd only inside guidance_grad, through the one denoiser call
-def dps(prior, x, sigmas, rng, problem, zeta=0.1, guidance="sqrt_nll", progress=True):
-    """Run the loop from x = x_T down the ladder ``sigmas`` and on to sigma = 0; returns (x0, nfe)."""
+def dps(prior, x, sigmas, rng, problem, zeta=0.1, guidance="sqrt_nll", progress=True, callback=None):
+    """Run the loop from x = x_T down the ladder ``sigmas`` and on to sigma = 0; returns x0.
+    ``callback`` sees each level's x and the denoiser's estimate (``denoised``)."""
     sigmas = [float(s) for s in sigmas] + [0.0]
     shape = x.shape[1:]
-    for sigma, nxt in steps(list(zip(sigmas[:-1], sigmas[1:])), "dps", progress):
+    for i, (sigma, nxt) in enumerate(steps(list(zip(sigmas[:-1], sigmas[1:])), "dps", progress)):
         grad, x0 = guidance_grad(problem, prior, x, sigma, guidance)
+        if callback is not None:
+            callback(dict(i=i, sigma=sigma, x=x, denoised=x0))
         ratio = (nxt / sigma) ** 2
         x = x0 + ratio * (x - x0) + nxt * (1 - ratio) ** 0.5 * rng.randn(*shape) - zeta * grad
-    return x, len(sigmas) - 1
+    return x

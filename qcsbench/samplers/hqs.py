@@ -26,18 +26,18 @@ from qcsbench.progress import steps
 
 
 @torch.no_grad()
-def hqs_diffusion(prior, x, sigmas, rng, data_prox, lam, zeta=1.0, progress=True):
-    """Run the loop from x = x_T (pure noise sigma_1 * eps); returns (x0, nfe, first_x0_hat)."""
+def hqs_diffusion(prior, x, sigmas, rng, data_prox, lam, zeta=1.0, progress=True, callback=None):
+    """Run the loop from x = x_T (pure noise sigma_1 * eps); returns x0. ``callback`` sees each
+    level's x and the prior's estimate x0_hat (``denoised``)."""
     sigmas = [float(s) for s in sigmas]
     shape = x.shape[1:]
-    first = None
     for i, sigma in enumerate(steps(sigmas, "hqs", progress)):
         x0_hat = prior.denoise(x, sigma)
-        if first is None:
-            first = x0_hat
+        if callback is not None:
+            callback(dict(i=i, sigma=sigma, x=x, denoised=x0_hat))
         x0 = data_prox(x0_hat, lam / sigma**2)
         if i == len(sigmas) - 1:
-            return x0, len(sigmas), first
+            return x0
         eps = (x - x0) / sigma
         x = x0 + sigmas[i + 1] * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * rng.randn(*shape))
 

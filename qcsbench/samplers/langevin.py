@@ -47,10 +47,10 @@ def step_sizes(step_lr, betas, likelihood_score, gamma, weighting, max_step_rati
 
 @torch.no_grad()
 def annealed_langevin(prior, x, sigmas, rng, likelihood_score, step_lr=2e-4, steps_per_level=5, gamma=1.0,
-                      weighting="plain", report_previous=False, progress=True, max_step_ratio=None):
-    """Run the sampler from x; returns (x, nfe). ``report_previous`` returns the state
-    before the last update, as the reference code does; ``max_step_ratio`` caps the step
-    where the likelihood would make it unstable (see ``step_sizes``).
+                      weighting="plain", progress=True, max_step_ratio=None, callback=None):
+    """Run the sampler from x; returns x. ``max_step_ratio`` caps the step where the likelihood
+    would make it unstable (see ``step_sizes``); ``callback`` sees each step's x before its
+    update and the prior's score there.
 
     Everything a level needs is computed before the loop, and the step sizes and noise scales
     are put on x's device as one tensor each, so a step reads nothing back from the device
@@ -60,15 +60,15 @@ def annealed_langevin(prior, x, sigmas, rng, likelihood_score, step_lr=2e-4, ste
     alphas = step_sizes(step_lr, betas, likelihood_score, gamma, weighting, max_step_ratio)
     step = torch.tensor(alphas, dtype=torch.float64, device=x.device).unbind()
     noise = torch.tensor([math.sqrt(2 * a) for a in alphas], dtype=torch.float64, device=x.device).unbind()
-    previous = x
-    nfe = 0
+    i = 0
     for level in steps(range(len(betas)), "langevin", progress):
         beta, alpha, noise_scale = betas[level], step[level], noise[level]
         for _ in range(steps_per_level):
             prior_score = prior.score(x, beta)
+            if callback is not None:
+                callback(dict(i=i, sigma=beta, x=x, score=prior_score))
             lik = likelihood_score(x, beta)
             w = likelihood_weight(gamma, weighting, prior_score, lik)
-            previous = x
             x = x + alpha * (prior_score + w * lik) + noise_scale * rng.randn(*x.shape[1:], dtype=x.dtype)
-            nfe += 1
-    return (previous if report_previous else x), nfe
+            i += 1
+    return x

@@ -11,7 +11,7 @@ import math
 
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
-from qcsbench.priors.checkpoints import load_file
+from qcsbench.formats.checkpoints import load_file
 
 FORMAT = "qcsbench-score-unet-v1"
 UNET_KEYS = ("in_channels", "channels", "emb_dim", "sigma_data")  # ScoreUNet's keyword arguments

@@ -3,7 +3,7 @@
 A dict: format (FORMAT), learner (the network class, "module:Class"), spec (the keyword
 arguments that rebuild it, the backbone's architecture included), problem (what it was
 trained for: dataset name and shape, operator, quantizer, as the run's metrics.json
-reports them), ema (the EMA weights, what recovery uses), step, loss, eval_psnr and
+reports them: setup.problem_record), ema (the EMA weights, what recovery uses), step, loss, eval_psnr and
 train_config; the resumable checkpoint.pt also holds model and optimizer.
 """
 from __future__ import annotations
@@ -16,10 +16,9 @@ import torch
 from qcsbench import fingerprint
 from qcsbench.errors import ConfigError
 from qcsbench.files import save_tensors
-from qcsbench.priors.checkpoints import first_line, load_file, load_state
+from qcsbench.formats.checkpoints import first_line, load_file, load_state
 
 FORMAT = "qcsbench-learned-v1"
-WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 # The only network classes a model file may name, by learner (configs/learner/<name>.yaml). A file
 # is data: the class it names is looked up here, never imported from wherever the file points. Each
@@ -29,13 +28,6 @@ LEARNERS = {"idm": "qcsbench.methods.idm:IDMNet", "restoregrad": "qcsbench.metho
 
 # The fields every model file holds and the type each must have.
 FIELDS = dict(learner=str, spec=dict, problem=dict, ema=dict, step=int)
-
-
-def problem_record(dataset, operator, channel) -> dict:
-    """What a learned method is trained for, in the words the run reports: the test split's
-    name and image shape, operator.describe() and the channel's describe()."""
-    return dict(dataset=dict(name=dataset.name, shape=list(dataset.shape)), operator=operator.describe(),
-                quantizer=channel.describe())
 
 
 def write(path, *, learner: str, spec: dict, problem: dict, ema: dict, step: int, loss, eval_psnr,

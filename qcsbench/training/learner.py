@@ -2,16 +2,15 @@
 (docs/architecture.md §5): ``python scripts/train.py learner=idm bits=1 m=200 ...``.
 
 Each step draws images from the train split (less a held-out tail), measures them through the
-framework's own operator and channel with fresh noise, and takes one Adam step on the learner's
-loss. EMA weights are what the model file holds. Every ``save_every`` steps the run folder gets
-checkpoint.pt (resumable: raw weights, Adam, EMA, step, history) and model.pt (what
-method.checkpoint reads), both written atomically; every ``eval_every`` steps the EMA network
-recovers the held-out images from fixed measurements and its PSNR goes to history.json,
-the log and W&B.
+problem's operator and channel (built by setup.build_problem, as for a run) with fresh noise, and
+takes one Adam step on the learner's loss (training/state.py). EMA weights are what the model file
+holds. Every ``save_every`` steps the run folder gets checkpoint.pt (resumable: raw weights, Adam,
+EMA, step, history) and model.pt (what method.checkpoint reads), both written atomically; every
+``eval_every`` steps the EMA network recovers the held-out images from fixed measurements and its
+PSNR goes to history.json, the log and W&B.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from pathlib import Path
@@ -20,14 +19,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from qcsbench import files, metrics
-from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
-from qcsbench.learned import learned_file
-from qcsbench.priors.checkpoints import first_line, load_state
+from qcsbench.formats import learned_file
 from qcsbench.problem import Problem
 from qcsbench.randomness import seed_for
-from qcsbench.setup import build_operator, build_prior, instantiate
+from qcsbench.setup import build_prior, build_problem, instantiate, problem_record
 from qcsbench.tracking import wandb_run_id
+from qcsbench.training.state import TrainState, start
 from qcsbench.validate import check_train_config
 
 log = logging.getLogger("train")
@@ -40,42 +38,29 @@ FREE = ("max_steps", "max_minutes", "eval_every", "log_every", "save_every", "th
         "out_dir", "cache_dir", "logger", "minutes", "history", "prior.autocast", "prior.compile")
 
 
-@torch.no_grad()
-def ema_update(ema, net, step: int, ema_decay: float) -> None:
-    """Move the EMA weights towards the network's, with a short memory while the weights move fast
-    (also what scripts/train_prior.py uses)."""
-    decay = min(ema_decay, (1 + step) / (10 + step))
-    for pe, p in zip(ema.parameters(), net.parameters()):
-        pe.lerp_(p, 1 - decay)
+class Training(TrainState):
+    """One training run's parts: the data, the problem's operator and channel, the learner in
+    training (TrainState: its EMA copy, Adam, step) and where the run stands (minutes, history)."""
 
-
-class Training:
-    """One training run's parts: the data, the problem's operator and channel, the learner, its
-    EMA copy and Adam, and where the run stands (step, minutes trained, history)."""
-
-    def __init__(self, cfg, config: dict):
-        self.cfg, self.config = cfg, config
-        self.device = resolve_device(cfg.device)
+    def __init__(self, cfg, config: dict, device):
+        self.cfg, self.config, self.device = cfg, config, device
         self.out_dir = Path(str(cfg.out_dir)).expanduser()
-        test_set = instantiate(cfg.dataset, split="test")
+        test_set, operator, self.channel = build_problem(cfg)
         self.train_set = instantiate(cfg.dataset, split="train")
         if not 0 < cfg.eval_images < len(self.train_set):
             raise ConfigError(f"eval_images={cfg.eval_images} is not allowed with {len(self.train_set)} training "
                               f"images: hold out between 1 and {len(self.train_set) - 1}.")
-        operator = build_operator(cfg, self.train_set.shape)
-        self.channel = instantiate(cfg.quantizer)
-        self.problem_record = learned_file.problem_record(test_set, operator, self.channel)
+        self.problem_record = problem_record(test_set, operator, self.channel)
         self.operator = operator.to(self.device, torch.float32)
         self.operator.gram_eig()  # once, before the first step needs it
-        self.net = instantiate(cfg.learner, prior=build_prior(cfg, test_set, self.device)).to(self.device)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr)
+        net = instantiate(cfg.learner, prior=build_prior(cfg, test_set, self.device))
+        super().__init__(net.to(self.device), cfg.lr)
         n = len(self.train_set)
         self.pool = torch.arange(n - cfg.eval_images)
         self.eval_x = self.train_set.batch(range(n - cfg.eval_images, n)).to(self.device)
         g = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
         self.eval_problem = Problem.measure(self.eval_x, self.operator, self.channel, g)
-        self.step, self.minutes, self.running, self.history = 0, 0.0, None, []
+        self.minutes, self.history = 0.0, []
 
     @property
     def learner(self) -> str:
@@ -96,15 +81,7 @@ class Training:
         if changed:
             raise ConfigError(f"{path} was trained with other settings ({'; '.join(changed)}): resume with the values "
                               "it was trained with, pick a new out_dir, or resume=false to start over there.")
-        where = f"out_dir checkpoint {path}"
-        load_state(self.net, state["model"], where, self.learner)
-        load_state(self.ema, state["ema"], where, self.learner)
-        try:
-            self.opt.load_state_dict(state["optimizer"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"{path} holds an optimizer state that does not fit this learner ({first_line(err)}): "
-                              "pick a new out_dir, or resume=false to start over there.") from None
-        self.step, self.running = int(state["step"]), state["loss"]
+        super().resume(state, f"out_dir checkpoint {path}", self.learner)
         self.minutes, self.history = state["train_config"]["minutes"], state["train_config"]["history"]
         log.info("resumed from %s at step %d (%.1f min trained)", path, self.step, self.minutes)
 
@@ -125,18 +102,7 @@ class Training:
         if not torch.isfinite(loss):
             raise ConfigError(f"the training loss is {float(loss)} at step {self.step}: lower lr or grad_clip "
                               "(the last checkpoint.pt in out_dir is kept).")
-        for group in self.opt.param_groups:  # linear warm-up keeps the first Adam steps small
-            group["lr"] = self.cfg.lr * min(1.0, (self.step + 1) / max(1, self.cfg.warmup_steps))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
-        self.opt.step()
-        ema_update(self.ema, self.net, self.step, self.cfg.ema_decay)
-        self.step += 1
-        value = loss.item()
-        self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
-        return value
+        return self.update(loss, self.cfg, memory=0.02)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -147,22 +113,17 @@ class Training:
         """model.pt (EMA weights) and checkpoint.pt (everything to resume), each atomically."""
         last = self.history[-1]["eval_psnr"] if self.history else None
         train_config = dict(self.config, minutes=self.minutes, history=self.history)
-        common = dict(learner=self.learner, spec=self.net.spec(), problem=self.problem_record,
-                      ema=self.ema.state_dict(), step=self.step, loss=self.running, eval_psnr=last,
-                      train_config=train_config)
-        learned_file.write(self.out_dir / "checkpoint.pt", model=self.net.state_dict(),
-                           optimizer=self.opt.state_dict(), **common)
-        learned_file.write(self.out_dir / "model.pt", **common)
+        common = dict(learner=self.learner, spec=self.net.spec(), problem=self.problem_record, step=self.step,
+                      loss=self.running, eval_psnr=last, train_config=train_config)
+        learned_file.write(self.out_dir / "checkpoint.pt", **common, **self.weights(resumable=True))
+        learned_file.write(self.out_dir / "model.pt", **common, **self.weights(resumable=False))
         files.write_json(self.out_dir / "history.json", self.history)
 
 
 def train(cfg: DictConfig) -> dict:
     """Train, save and return the final figures (the value a sweeper reads is eval_psnr)."""
     config = check_train_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    run = Training(cfg, config)
+    run = Training(cfg, config, start(cfg))
     ckpt = run.out_dir / "checkpoint.pt"
     if cfg.resume and ckpt.is_file():
         run.resume(ckpt)
