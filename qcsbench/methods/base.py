@@ -7,7 +7,7 @@ from qcsbench.learned import WEIGHTS
 from qcsbench.priors import Prior
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
-from qcsbench.priors.checkpoints import checkpoint_file
+from qcsbench.formats.checkpoints import checkpoint_file
 from qcsbench.randomness import as_stream
 from qcsbench.samplers.counted import CountedPrior
 from qcsbench.settings import boolean, settings, text
