@@ -19,6 +19,7 @@ import functools
 import logging
 import re
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

@@ -12,6 +12,7 @@ from hydra.utils import instantiate as hydra_instantiate
 
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
+from qcsbench.methods.base import check_prior_fits
 from qcsbench.priors import gmm
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
@@ -55,9 +56,7 @@ def build_prior(cfg, test_set, device):
         train_set = instantiate(cfg.dataset, split="train")
         extra["train"] = train_set.batch(range(len(train_set)))
     prior = instantiate(cfg.prior, **extra)
-    if tuple(prior.shape) != tuple(test_set.shape):
-        raise ConfigError(f"prior={cfg.prior.get('name', 'prior')} takes images of shape {tuple(prior.shape)}, "
-                          f"dataset {test_set.name} has {tuple(test_set.shape)}: pick a matching prior or dataset.")
+    check_prior_fits(prior, test_set.shape)
     return prior.to(device, torch.float32)
 
 

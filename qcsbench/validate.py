@@ -1,13 +1,10 @@
 """The composed config, checked in one pass before anything is loaded, fitted or drawn.
 
-``check_config`` walks it once and stops at the first value that cannot work, with one
-sentence naming the full key and the values allowed (a ConfigError): the top-level knobs,
-then each group by the settings its component declares beside its constructor
+``check_config`` walks it and stops at the first value that cannot work with one sentence (a
+ConfigError): the top-level knobs, each group against the settings its component declares
 (qcsbench/settings.py; the class a node's ``_target_`` names is imported, never built), the
-folders, and the few rules that span groups. Only cheap things are looked at: types and
-ranges, whether folders exist or can be created, whether a file is there and starts like its
-format. Checks that need the data (num_images against the test split, m against the number of
-pixels) stay with the components that know it, which are still built before the prior.
+folders, and the few rules across groups. Checks that need the data (num_images against the
+test split, m against the pixels) run when the set-up builds those parts, still before the prior.
 """
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ from omegaconf import OmegaConf
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.files import writable_folder
-from qcsbench.settings import AUTOCAST, SEED64, boolean, declared, integer, number, shown, text
+from qcsbench.settings import AUTOCAST, SEED64, Settings, boolean, declared, integer, number, shown, text
 
 TOP = {
     # m is checked by the operator, which knows the number of pixels (still before the prior)
@@ -49,12 +46,6 @@ def component(node: dict):
         return None
 
 
-def accepted_keys(target: str, node: dict) -> set[str] | None:
-    """The keys a config node of the component ``target`` may hold (None: cannot tell)."""
-    obj = component({"_target_": target})
-    return None if obj is None else declared(obj, "", node).keys
-
-
 def option_name(group: str, node: dict) -> str:
     return str(node.get("name") or str(node.get("_target_", group)).rsplit(".", 1)[-1])
 
@@ -64,17 +55,16 @@ def check_group(group: str, node) -> None:
     if not isinstance(node, dict):
         raise ConfigError(f"{group}={shown(node)} is not a config group option: pick one with {group}=NAME.")
     obj = component(node)
-    rules = declared(obj, group, node) if obj is not None else None
+    rules = declared(obj, group, node) if obj is not None else Settings(group, {})
     values = {k: v for k, v in node.items() if not k.startswith("_")}
     for key in values:
-        if rules is not None and rules.keys is not None and key not in rules.keys:
+        if rules.keys is not None and key not in rules.keys:
             settable = sorted(rules.keys - set(GIVEN))
             allowed = f"use one of {', '.join(settable)}" if settable else "it takes no settings"
             raise ConfigError(f"{group}.{key} is not a setting of {group}={option_name(group, node)}: {allowed}.")
-    if "name" in values and (rules is None or "name" not in rules.rules):  # an option's name labels its results
+    if "name" in values and "name" not in rules.rules:  # an option's name labels its results
         text().check(f"{group}.name", values["name"])
-    if rules is not None:
-        rules.check(values)
+    rules.check(values)
 
 
 def check_across_groups(config: dict) -> None:
@@ -97,13 +87,6 @@ def check_across_groups(config: dict) -> None:
             obj.check_config(config)
 
 
-def first_missing(cfg) -> str | None:
-    """The first mandatory value (???) left unset, as its full key."""
-    missing = OmegaConf.missing_keys(cfg)
-    order = ["dataset.root", *sorted(missing)]
-    return next((k for k in order if k in missing), None)
-
-
 def check_top(cfg, extra=()) -> None:
     """Every top-level key is one we read (a key added with + that nothing reads is refused,
     not silently ignored), and the knobs other values are computed from hold what they may."""
@@ -118,11 +101,13 @@ def check_top(cfg, extra=()) -> None:
 
 
 def resolved(cfg) -> dict:
-    """The config with every interpolation evaluated, as a plain dict."""
+    """The config with every interpolation evaluated, as a plain dict; the first mandatory value
+    (???) left unset, dataset.root first, or a value that cannot be evaluated is named."""
     try:
-        missing = first_missing(cfg)
+        unset = OmegaConf.missing_keys(cfg)
     except Exception:  # an interpolation that cannot be evaluated: named below
-        missing = None
+        unset = set()
+    missing = next((k for k in ["dataset.root", *sorted(unset)] if k in unset), None)
     if missing:
         raise ConfigError(f"{missing} is not set: give it on the command line, e.g. {missing}=/path/to/data.")
     try:

@@ -68,7 +68,7 @@ def test_a_method_takes_a_seed_a_generator_or_per_image_streams(name):
 @pytest.mark.fast
 def test_a_prior_for_other_images_stops_with_one_sentence():
     problem, _ = tiny_problem(shape=(1, 4, 4))
-    with pytest.raises(ConfigError, match=r"^the prior takes images of shape \(1, 3, 4\), the problem's images have "
+    with pytest.raises(ConfigError, match=r"^prior=\w+ takes images of shape \(1, 3, 4\), the problem's images have "
                                           r"shape \(1, 4, 4\): use a prior made for that image size"):
         AnnealedLangevin(num_levels=4).recover(problem, tiny_prior(), 0)
 

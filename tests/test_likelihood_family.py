@@ -16,7 +16,7 @@ from qcsbench.operators import DenseOperator
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
-from qcsbench.validate import accepted_keys
+from qcsbench.settings import declared
 
 pytestmark = pytest.mark.fast
 
@@ -36,7 +36,7 @@ def test_unknown_likelihood_and_foreign_knob_are_refused_at_construction():
         AnnealedLangevin(likelihood="probit")
     with pytest.raises(ConfigError, match="method.ep_damping is not a setting of likelihood=diagonal"):
         AnnealedLangevin(likelihood="diagonal", ep_damping=0.1)
-    keys = accepted_keys("qcsbench.methods.annealed_langevin.AnnealedLangevin", {"likelihood": "linear"})
+    keys = declared(AnnealedLangevin, "method", {"likelihood": "linear"}).keys
     assert "noise_std" in keys and "ep_damping" not in keys and "step_lr" in keys
 
 

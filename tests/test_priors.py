@@ -327,7 +327,7 @@ def test_missing_checkpoint_names_the_key(make_cfg, tmp_path):
 
 def test_unreadable_checkpoint_names_the_key(make_cfg, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ConfigError, match=r"prior\.checkpoint=.*junk\.pt could not be read"):
+    with pytest.raises(ConfigError, match=r"prior\.checkpoint=.*junk\.pt is not a PyTorch checkpoint"):
         load(make_cfg, "prior=ncsnv2_mnist", f"prior.checkpoint={tmp_path / 'junk.pt'}")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"prior\.path=.* holds no config\.json"):
@@ -351,7 +351,7 @@ def test_wrong_architecture_lists_the_keys(make_cfg, tmp_path):
 
 def test_unsupported_adm_schedule_is_refused(make_cfg, tmp_path):
     adm_file(tmp_path / "adm.pt")
-    with pytest.raises(ConfigError, match=r"prior\.noise_schedule=cosine is not supported"):
+    with pytest.raises(ConfigError, match=r"prior\.noise_schedule=cosine is not allowed: use linear"):
         load(make_cfg, "prior=adm_ffhq", f"prior.checkpoint={tmp_path / 'adm.pt'}", "prior.noise_schedule=cosine")
 
 

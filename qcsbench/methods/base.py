@@ -13,12 +13,14 @@ from qcsbench.samplers.counted import CountedPrior
 from qcsbench.settings import boolean, settings, text
 
 
-def check_prior_fits(problem: Problem, prior) -> None:
-    """Stop before any compute when the prior was made for images of another shape."""
-    shape = getattr(prior, "shape", None)
-    if shape is not None and tuple(shape) != tuple(problem.shape):
-        raise ConfigError(f"the prior takes images of shape {tuple(shape)}, the problem's images have shape "
-                          f"{tuple(problem.shape)}: use a prior made for that image size, or resize the images.")
+def check_prior_fits(prior, shape) -> None:
+    """Stop before any compute when the prior was made for images of another shape than ``shape``
+    (the set-up asks as soon as it has built the prior, a method before it recovers)."""
+    own = getattr(prior, "shape", None)
+    if own is not None and tuple(own) != tuple(shape):
+        raise ConfigError(f"prior={prior.name} takes images of shape {tuple(own)}, the problem's images have shape "
+                          f"{tuple(shape)}: use a prior made for that image size, or resize the images.")
+
 
 # Grouped settings whose keys are already the method config's own (describe lists them as they are).
 UNPREFIXED = ("ladder", "likelihood_knobs")
@@ -32,7 +34,7 @@ class Method:
 
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""
-        check_prior_fits(problem, prior)
+        check_prior_fits(prior, problem.shape)
         counted = None if prior is None else CountedPrior(prior)
         return self._recover(problem, counted, as_stream(rng, problem.batch_size, problem.measurement.y.device))
 

@@ -12,8 +12,7 @@ import scipy.linalg
 import scipy.signal
 import torch
 
-from qcsbench.errors import ConfigError
-from qcsbench.operators.base import SEED, DenseOperator, check_m, row_chunks
+from qcsbench.operators.base import SEED, DenseOperator, check_m, chunk_rows, row_chunks  # noqa: F401
 from qcsbench.settings import choice, integer, number, settings
 
 STORAGE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,13 +25,6 @@ def with_settings(op: DenseOperator, **settings) -> DenseOperator:
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
-
-
-def storage_dtype(dtype: str) -> torch.dtype:
-    if dtype not in STORAGE:
-        raise ConfigError(f"operator.dtype={dtype} is not allowed: use one of {', '.join(STORAGE)} (the storage of A; "
-                          f"products are taken in float32).")
-    return STORAGE[dtype]
 
 
 def gaussian_rows(rows: int, columns: int, g: torch.Generator):
@@ -55,8 +47,7 @@ def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: st
     the storage of A (bfloat16 / float16 halve its memory; products stay in float32)."""
     n = math.prod(shape)
     check_m(m, n, max_oversampling * n, "gaussian")
-    storage = storage_dtype(dtype)
-    a = torch.empty(m, n, dtype=storage)
+    a = torch.empty(m, n, dtype=STORAGE[dtype])
     for rows, block in gaussian_rows(m, n, _generator(seed)):
         a[rows] = block / math.sqrt(m)
     settings = dict(seed=seed) if dtype == "float32" else dict(seed=seed, dtype=dtype)
