@@ -2,6 +2,8 @@
 A, the Gaussian-mixture prior of +debug=tiny) at every bit depth, 16 bits included: finite, and above a
 PSNR floor per method. Two digits and a shortened ladder (its ends unchanged) keep it fast; the problem
 is built once per bit depth."""
+import functools
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -41,6 +43,12 @@ def compose_config(*overrides):
         return compose("config", overrides=[*TINY, *overrides])
 
 
+@functools.cache
+def method_config(method):
+    """Composed once per method (twelve cases each); a case instantiates its own method from it."""
+    return compose_config(f"method={method}").method
+
+
 @pytest.fixture(scope="module")
 def setting(cache_dir):
     setup = build(compose_config("device=cpu"))
@@ -60,7 +68,7 @@ def problem_at(setting, bits):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("bits", BITS)
 def test_defaults_recover_above_a_floor(setting, bits, method):
-    recoverer = instantiate(compose_config(f"method={method}").method, progress=False, **SHORT[method])
+    recoverer = instantiate(method_config(method), progress=False, **SHORT[method])
     result = recoverer.recover(problem_at(setting, bits), setting["prior"], ImageRandom(0, INDICES, SAMPLER))
     assert result.x_hat.shape == setting["x"].shape and torch.isfinite(result.x_hat).all(), (method, bits)
     psnr = float(metrics.psnr(result.x_hat.clamp(0, 1), setting["x"]).mean())
