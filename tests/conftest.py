@@ -14,13 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 resolvers.register()  # as the command line does before it composes a config
 
-# A small mixture fitted on 1,000 digits keeps every end-to-end test fast; the sampler
-# ladder is shortened, the rest is the default experiment.
-TINY = [
-    "prior.n_components=10", "prior.max_train=1000", "prior.max_iter=50",
-    "method.num_levels=100", "method.steps_per_level=3", "method.progress=false",
-    "num_images=4", "batch_size=4", "logger=none",
-]
+# The tests' experiment is the tiny run users call (configs/debug/tiny.yaml): four digits, a small
+# mixture (fitted once per session, see cache_dir), a 100-level ladder, no W&B; the rest is the default.
+TINY = ["+debug=tiny"]
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +67,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
         if len(tiers) > 1:
-            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(tiers)}: give it one of {', '.join(TIERS)}.")
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(tiers)}: "
+                                    f"give it one of {', '.join(TIERS)}.")
         if not tiers:
             item.add_marker("in_process")
 

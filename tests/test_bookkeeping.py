@@ -151,7 +151,7 @@ def test_wandb_run_id_follows_the_run_folder(tmp_path):
     assert a != tracking.wandb_run_id(tmp_path / "job0", "abc-2")
 
 
-@pytest.mark.in_process
+@pytest.mark.fast
 def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(tmp_path, caplog):
     from qcsbench.data import embedded_mnist
     from qcsbench.priors import fitted_gmm
@@ -230,7 +230,7 @@ def test_an_edited_or_foreign_record_is_recomputed_with_a_warning(make_cfg, tmp_
     assert third["num_resumed"] == 4 and third["psnr_mean"] == first["psnr_mean"]
 
 
-@pytest.mark.in_process
+@pytest.mark.fast
 def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     """Overwritten in place: a new key. The same bytes elsewhere: the same key. A big file is
     hashed once (size and mtime unchanged), a diffusers folder by the files the prior reads."""
@@ -269,7 +269,7 @@ def test_the_key_holds_checkpoint_contents_not_paths(tmp_path, monkeypatch):
     assert key(dict(checkpoint=str(tmp_path / "b.pt"))) == first
 
 
-@pytest.mark.in_process
+@pytest.mark.fast
 def test_a_gmm_cache_that_is_not_this_fit_is_refitted(tmp_path, caplog):
     """An edited mean, or the cache file of another fit under this fit's name: refitted, never used."""
     from qcsbench.data import embedded_mnist
@@ -292,7 +292,7 @@ def test_a_gmm_cache_that_is_not_this_fit_is_refitted(tmp_path, caplog):
     assert "is not this fit" in caplog.text and prior.means.shape == (2, 64) and torch.equal(prior.means, honest.means)
 
 
-@pytest.mark.in_process
+@pytest.mark.fast
 @pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
 def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch, caplog, code):
     import errno
@@ -317,7 +317,7 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
             pass
 
 
-@pytest.mark.in_process
+@pytest.mark.fast
 def test_a_full_disk_while_saving_tensors_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
     """torch.save on a path turns ENOSPC into RuntimeError("basic_ios::clear ..."); through a Python
     file object the OSError reaches the run's one-sentence handling, named by the file meant."""

@@ -249,7 +249,7 @@ def test_presets_compose(make_cfg, experiment):
 def test_run_py_qcs_sgm_plus_end_to_end(cache_dir, tmp_path, bits):
     out = tmp_path / "run"
     proc = run_cli("method=qcs_sgm_plus", f"bits={bits}", "operator=ill_conditioned", "operator.kappa=100", "m=100",
-                   "noise_std=0.1", *TINY, f"hydra.run.dir={out}", env={"OMP_NUM_THREADS": "1"})
+                   "noise_std=0.1", *TINY, "method.steps_per_level=3", f"hydra.run.dir={out}", env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["method"] == "qcs_sgm_plus" and summary["num_images"] == 4 and summary["num_diverged"] == 0
@@ -432,10 +432,9 @@ def test_mnist_with_more_measurements_than_pixels_stays_finite(make_cfg, tmp_pat
     one of these 2 digits diverge (measured); converged EP keeps both finite."""
     from qcsbench.runner import run
 
-    tiny_prior = [o for o in TINY if o.startswith("prior.")]
-    summary = run(make_cfg("method=qcs_sgm_plus", "method.weighting=plain", "method.gamma=1.0", "m=1000",
+    summary = run(make_cfg(*TINY, "method=qcs_sgm_plus", "method.weighting=plain", "method.gamma=1.0", "m=1000",
                            "num_images=2", "batch_size=2", "method.num_levels=60", "method.steps_per_level=3",
-                           "method.progress=false", "logger=none", *tiny_prior, f"+run_dir={tmp_path / 'run'}"))
+                           f"+run_dir={tmp_path / 'run'}"))
     assert summary["num_diverged"] == 0 and summary["psnr_mean"] > 14.0, summary
     # EP's sweeps per call are reported: measured 8 on average, 11 at most
     assert 1 <= summary["ep_sweeps_mean"] <= summary["ep_sweeps_max"] < 200

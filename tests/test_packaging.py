@@ -31,8 +31,7 @@ def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir
     assert str(venv) in where.splitlines()[0] and "ncsn_mnist.pt" in where  # the installed copy, with its weights
     assert "idm_mnist_1bit_m200.pt" in where and "restoregrad_mnist_1bit_m200.pt" in where
 
-    args = [a for a in TINY if not a.startswith(("num_images", "batch_size"))]
-    proc = subprocess.run([str(venv / "bin" / "qcsbench"), *args, "method.num_levels=10", "num_images=2",
+    proc = subprocess.run([str(venv / "bin" / "qcsbench"), *TINY, "method.num_levels=10", "num_images=2",
                            "batch_size=2"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (elsewhere / "outputs" / "runs").glob("*/*_qcs_sgm_1bit_m200")

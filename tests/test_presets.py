@@ -20,7 +20,6 @@ pytestmark = pytest.mark.in_process
 # A short ladder below sigma = 1 keeps random-weight networks finite.
 FEW_LEVELS = ["method.num_levels=3", "method.sigma_max=1.0", "method.progress=false", "logger=none"]
 LANGEVIN = [*FEW_LEVELS, "method.steps_per_level=1"]
-GMM = [o for o in TINY if o.startswith("prior.")]
 
 
 def cifar10_folder(root):
@@ -54,9 +53,8 @@ def run_preset(make_cfg, tmp_path, *overrides):
                                     "qcs_sgm_plus_mnist_ill_conditioned_2bit", "qcs_sgm_plus_mnist_correlated_1bit",
                                     "qcs_sgm_plus_mnist_correlated_2bit"])
 def test_mnist_presets_run(make_cfg, tmp_path, preset):
-    cfg, summary, recon = run_preset(make_cfg, tmp_path, f"+experiment={preset}", *GMM, "num_images=2",
-                                     "batch_size=2", "method.num_levels=10", "method.steps_per_level=1",
-                                     "method.progress=false", "logger=none")
+    cfg, summary, recon = run_preset(make_cfg, tmp_path, f"+experiment={preset}", *TINY, "num_images=2",
+                                     "batch_size=2", "method.num_levels=10", "method.steps_per_level=1")
     assert summary["nfe"] == 10 and recon.shape == (2, 1, 28, 28)
     assert (summary["m"], summary["bits"]) == (cfg.m, cfg.bits)
 

@@ -106,12 +106,15 @@ def test_shipped_ncsn_mnist_samples_look_like_digits(shipped):
     assert float((x > 0.5).float().mean()) > 0.05  # with strokes
 
 
-@pytest.mark.e2e
-def test_run_ncsn_mnist_end_to_end_beats_a_floor(tmp_path):
+@pytest.mark.in_process
+def test_run_ncsn_mnist_end_to_end_beats_a_floor(tmp_path, make_cfg):
     """The default experiment on its first 4 digits (per-image seeds: the same numbers as in the
     16-digit run, 14.0 dB / SSIM 0.64 there). An all-black guess scores about 10 dB and SSIM near 0.
-    step_lr 5e-5: alpha/beta^2 = 0.5 on the 50 -> 0.01 ladder (at 2e-4 it is 2 and a learned score diverges)."""
-    summary, config, _ = run_and_read(tmp_path, "prior=ncsn_mnist", "num_images=4", "batch_size=4",
-                                      "method.step_lr=5e-5", "method.progress=false", "logger=none")
+    step_lr 5e-5: alpha/beta^2 = 0.5 on the 50 -> 0.01 ladder (at 2e-4 it is 2 and a learned score diverges).
+    In process: test_ncsnv2_recovers_through_run_py runs a network prior through run.py."""
+    from qcsbench.runner import run
+
+    summary = run(make_cfg("prior=ncsn_mnist", "num_images=4", "batch_size=4", "method.step_lr=5e-5",
+                           "method.progress=false", "logger=none", f"+run_dir={tmp_path / 'run'}"))
     assert summary["num_diverged"] == 0 and summary["nfe"] == 232 * 5
     assert summary["psnr_mean"] > 12.5 and summary["ssim_mean"] > 0.5

@@ -47,11 +47,10 @@ def test_every_update_mode_and_durations(caplog):
 @pytest.mark.e2e
 def test_a_run_writing_to_a_file_shows_progress_lines(tmp_path, cache_dir):
     """As in a batch job: stdout and stderr go to a file, not a terminal."""
-    job = [arg for arg in TINY if not arg.startswith(("method.progress", "num_images", "batch_size"))]
     log_file = tmp_path / "job.out"
     with open(log_file, "w") as out:
-        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *job, "method.num_levels=10", "num_images=2",
-                               "batch_size=1", f"hydra.run.dir={tmp_path / 'run'}",
+        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *TINY, "method.progress=true",
+                               "method.num_levels=10", "num_images=2", "batch_size=1", f"hydra.run.dir={tmp_path / 'run'}",
                                f"results_dir={tmp_path / 'results'}"],
                               cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), timeout=300)
     text = log_file.read_text()

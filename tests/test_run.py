@@ -30,8 +30,7 @@ def mean_image_psnr(num_images):
 def cli_run(tmp_path_factory, cache_dir):
     """One run of run.py with W&B in offline mode, shared by the tests that read its files."""
     out = tmp_path_factory.mktemp("run")
-    args = [a for a in TINY if not a.startswith("logger=")] + ["logger=wandb", f"hydra.run.dir={out}",
-                                                               f"results_dir={out / 'results'}"]
+    args = [*TINY, "method.steps_per_level=3", "logger=wandb", f"hydra.run.dir={out}", f"results_dir={out / 'results'}"]
     proc = run_cli(*args, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -71,7 +70,7 @@ def test_wandb_offline_run_recorded_metrics_table_and_grid(cli_run):
     assert len(runs) == 1
     summary = json.loads((cli_run / "metrics.json").read_text())
     record = open(glob.glob(runs[0] + "/run-*.wandb")[0], "rb").read()
-    assert b"psnr_mean" in record and b"method.num_levels=100,method.steps_per_level=3" in record  # summary key, name from overrides
+    assert b"psnr_mean" in record and b"+debug=tiny,method.steps_per_level=3" in record  # summary key, name from overrides
     assert b"method=qcs_sgm" in record and b"operator=gaussian" in record  # tags
     assert runs[0].endswith(wandb_run_id(cli_run, summary["result_id"]))  # the run id follows the run folder
     assert b"mnist-test" in record and b"described" in record  # readable names of the built components
@@ -96,7 +95,7 @@ def test_results_do_not_depend_on_the_batch_size(make_cfg, tmp_path):
 def test_more_bits_recover_better(make_cfg, tmp_path, cli_run):
     one = json.loads((cli_run / "metrics.json").read_text())  # the same tiny run at 1 bit
     for bits in (2, 3):
-        more = run(make_cfg(*TINY, f"bits={bits}", f"+run_dir={tmp_path / f'b{bits}'}"))
+        more = run(make_cfg(*TINY, "method.steps_per_level=3", f"bits={bits}", f"+run_dir={tmp_path / f'b{bits}'}"))
         assert more["psnr_mean"] > one["psnr_mean"] + 1.0, bits
 
 

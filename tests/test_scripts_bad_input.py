@@ -1,6 +1,6 @@
 """The helper scripts answer bad input as run.py does (one line ``error: ...``, exit status 2,
 before any compute) and never print a stale table. Each script's main() runs in-process on
-the argv a user would type; one end-to-end run of compare_methods is marked slow."""
+the argv a user would type; one end-to-end run of compare_methods (real run.py runs) is marked e2e."""
 from __future__ import annotations
 
 import importlib.util
@@ -92,19 +92,18 @@ def test_compare_methods_bad_arguments(monkeypatch, capsys, argv, message):
     assert one_line_exit_2(capsys, monkeypatch, compare, argv).startswith(message)
 
 
-ONESHOT = [o for o in TINY if not o.startswith("method.")]  # oneshot has no ladder
-
-
 @pytest.mark.e2e
-def test_compare_methods_end_to_end_a_changed_override_changes_the_table(tmp_path, cache_dir):
-    """Two real runs (the session's cached mixture): bits=3 after bits=1 prints its own numbers."""
+def test_compare_methods_end_to_end_a_changed_override_changes_the_table(tmp_path, cache_dir, monkeypatch, capsys):
+    """Two real runs of run.py (the session's cached mixture) from the script's main: bits=3 after
+    bits=1 prints its own numbers."""
+    compare = script("compare_methods")
+
     def table(bits):
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_methods.py"), "--methods", "oneshot",
-                               "--m", "100", "--out", str(tmp_path / "compare"), "--", *ONESHOT, f"bits={bits}",
-                               f"results_dir={tmp_path / 'results'}"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return [line for line in proc.stdout.splitlines() if line.startswith("| oneshot")]
+        monkeypatch.setattr(sys, "argv", ["compare_methods.py", "--methods", "oneshot", "--m", "100", "--out",
+                                          str(tmp_path / "compare"), "--", *TINY, f"bits={bits}",
+                                          f"results_dir={tmp_path / 'results'}"])
+        compare.main()
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("| oneshot")]
 
     one, three = table(1), table(3)
     assert len(one) == len(three) == 1 and one != three
@@ -141,7 +140,7 @@ CALIBRATE = [
 ]
 
 
-@pytest.mark.fast
+@pytest.mark.in_process
 @pytest.mark.parametrize("argv,message", CALIBRATE)
 def test_calibrate_bad_arguments_stop_before_the_first_gibbs_sweep(monkeypatch, capsys, argv, message):
     calibrate = script("calibrate")

@@ -11,17 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY, run_cli
 from qcsbench import aggregation
 
-# Tiny jobs: a small mixture prior and a short ladder; the grid is method x bits.
-JOB = ["prior.n_components=10", "prior.max_train=1000", "prior.max_iter=50", "method.num_levels=20",
-       "method.steps_per_level=2", "method.progress=false", "num_images=2", "batch_size=2"]
+# Tiny jobs (+debug=tiny, two digits, a shorter ladder); the grid is method x bits.
+JOB = [*TINY, "method.num_levels=20", "method.steps_per_level=2", "num_images=2", "batch_size=2"]
 GRID = ["method=qcs_sgm,qcs_sgm_plus", "bits=1,2"]
 
 
-def sweep(sweep_dir, *extra, env=None):
-    proc = run_cli("-m", *JOB, *GRID, f"hydra.sweep.dir={sweep_dir}", f"results_dir={sweep_dir.parent / 'results'}",
+def sweep(sweep_dir, *extra, grid=GRID, env=None):
+    proc = run_cli("-m", *JOB, *grid, f"hydra.sweep.dir={sweep_dir}", f"results_dir={sweep_dir.parent / 'results'}",
                    *extra, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -38,13 +37,14 @@ def job_metrics(sweep_dir):
 def check_aggregate(sweep_dir, metrics):
     """One seed per setting: the table's cell is that run's own mean; rows are methods, columns bits."""
     result = aggregation.aggregate([sweep_dir])
-    assert len(result["runs"]) == 4 and (result["runs"].status == "finished").all()
+    assert len(result["runs"]) == len(metrics) and (result["runs"].status == "finished").all()
     for _, cell in result["summary"].iterrows():
         expected = metrics[(cell["method"], cell["bits"])]
         assert cell.psnr_mean == expected["psnr_mean"] and cell.ssim_image_std == expected["ssim_std"]
         assert f"{expected['psnr_mean']:.2f}" in result["table"]
     lines = [line for line in result["table"].splitlines() if line.startswith("| qcs_sgm")]
-    assert len(lines) == 4 and "| method | bits=1 | bits=2 |" in result["table"]  # PSNR and SSIM tables
+    methods = {method for method, _ in metrics}
+    assert len(lines) == 2 * len(methods) and "| method | bits=1 | bits=2 |" in result["table"]  # PSNR and SSIM tables
     assert (Path(sweep_dir) / "runs.csv").is_file() and (Path(sweep_dir) / "psnr_vs_bits.png").is_file()
 
 
@@ -102,16 +102,16 @@ def test_wandb_one_run_per_job_folder_grouped_by_sweep(tmp_path, cache_dir):
     """A job run again in its own folder (a requeued SLURM task) continues its W&B run; the same
     grid in a new sweep folder is a new set of runs, even with equal settings."""
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    grid = ["bits=1,2"]
     first, second = tmp_path / "first", tmp_path / "second"
-    for d in (first, first, second):
-        proc = run_cli("-m", *JOB, *grid, "logger=wandb", f"hydra.sweep.dir={d}", f"results_dir={tmp_path / 'res'}",
+    # two jobs; job 0 again in its folder; job 0's settings in a new sweep folder
+    for d, grid in ((first, "bits=1,2"), (first, "bits=1"), (second, "bits=1")):
+        proc = run_cli("-m", *JOB, grid, "logger=wandb", f"hydra.sweep.dir={d}", f"results_dir={tmp_path / 'res'}",
                        env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = wandb_records(first), wandb_records(second)
     assert len(a) == 2 and all(len(runs) == 1 for runs in a.values())  # re-run in its folder: the same W&B run
     ids_a, ids_b = {next(iter(r)) for r in a.values()}, {next(iter(r)) for r in b.values()}
-    assert len(ids_a) == 2 and not ids_a & ids_b  # one run per job; a new sweep folder, new runs
+    assert len(ids_a) == 2 and len(ids_b) == 1 and not ids_a & ids_b  # one run per job; a new sweep folder, new runs
     records = {job: next(iter(runs.values())) for job, runs in a.items()}
     group = str(first).replace("/", "_").strip("_").encode()
     assert all(group in record for record in records.values())  # one group per sweep
@@ -138,13 +138,14 @@ def require_slurm():
 def test_slurm_grid_end_to_end(tmp_path, cache_dir):
     require_slurm()
     sweep_dir = tmp_path / "sweep"
+    # one method: two array tasks, both at once on the two-core node (the local grid covers method x bits)
     sweep(sweep_dir, "logger=none", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
-          "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20")
+          "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20", grid=["method=qcs_sgm", "bits=1,2"])
     metrics = job_metrics(sweep_dir)
-    assert len(metrics) == 4
+    assert len(metrics) == 2
     check_aggregate(sweep_dir, metrics)
     logs = list((sweep_dir / ".submitit").rglob("*_log.out"))
-    assert len(logs) == 4  # four SLURM array tasks ran them
+    assert len(logs) == 2  # two SLURM array tasks ran them
 
 
 @pytest.mark.e2e
@@ -154,8 +155,7 @@ def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
     require_slurm()
     sweep_dir, results = tmp_path / "sweep", tmp_path / "results"
     # eight images in batches of two, slow enough (about 2 s a batch) to be caught part-way
-    job = [*JOB[:3], "method.num_levels=200", "method.steps_per_level=3", "method.progress=false",
-           "num_images=8", "batch_size=2"]
+    job = [*TINY, "method.num_levels=200", "method.steps_per_level=3", "num_images=8", "batch_size=2"]
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *job, "bits=1", "logger=none", "hydra/launcher=slurm",
            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20",
            f"hydra.sweep.dir={sweep_dir}", f"results_dir={results}"]
