@@ -188,7 +188,8 @@ def test_ep_is_close_to_the_exact_score_of_the_pseudo_likelihood(kind, bits):
 def test_ep_is_exact_without_quantization(kind, tol):
     """Unquantized data: p(y | x_t) = N(y; A x_t, C) and EP returns its score A^T C^{-1} (y - A x_t).
     The ill-conditioned operator's eigendecomposition is the closed form of its float64
-    construction, of which the stored float32 A is the rounding: they agree to ~1e-7."""
+    construction, of which the stored float32 A (built with float32 products at M <= N / 3) is
+    the rounding: they agree to ~3e-7, relative to the score's size."""
     build = gaussian if kind == "gaussian" else functools.partial(ill_conditioned, kappa=100.0)
     op = build(SHAPE, 20, seed=2).to(dtype=torch.float64)
     problem, x = problem_for(op, GaussianNoise(0.1))
@@ -196,7 +197,7 @@ def test_ep_is_exact_without_quantization(kind, tol):
     a = op.matrix()
     cov = 0.2**2 * a @ a.T + 0.01 * torch.eye(20, dtype=torch.float64)
     expected = (torch.linalg.solve(cov, (problem.measurement.y - op.forward(xt)).T).T @ a).view_as(xt)
-    assert torch.allclose(EPLikelihoodScore(problem)(xt, 0.2), expected, rtol=tol, atol=tol)
+    assert torch.allclose(EPLikelihoodScore(problem)(xt, 0.2), expected, rtol=0, atol=tol * float(expected.abs().max()))
 
 
 @pytest.mark.fast

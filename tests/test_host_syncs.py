@@ -69,7 +69,7 @@ def test_a_sampler_step_reads_nothing_back_from_the_device(setting, name):
 
 def test_ep_reads_the_device_once_per_call_and_old_looks_did_it_every_sweep(setting):
     """After its first call EP looks once per call (where the previous call's sweeps suffice), and
-    looking less often never changes the score: a look every sweep gives the same bits."""
+    when it looks never changes the score: another schedule of looks gives the same bits."""
     import qcsbench.likelihood.ep as ep
 
     _, problem = setting
@@ -82,14 +82,14 @@ def test_ep_reads_the_device_once_per_call_and_old_looks_did_it_every_sweep(sett
             again = score(x, 0.3)
     assert counter.syncs == 4 and score.iterations > 1
     assert torch.equal(first, again)
-    old = (ep.FIRST_CHECK, ep.RECHECK_EVERY)
+    old = (ep.FIRST_CHECK, ep.LOOK_MARGIN)
     try:
-        ep.FIRST_CHECK, ep.RECHECK_EVERY = 1, 1  # a look after every sweep, as before
+        ep.FIRST_CHECK, ep.LOOK_MARGIN = 1, 0  # looks after sweeps 1, 2, 4, 8, ... of every call
         every_sweep = EPLikelihoodScore(problem)
         assert torch.equal(every_sweep(x, 0.3), first)
         assert torch.equal(every_sweep.stats()["ep_sweeps_max"], score.stats()["ep_sweeps_max"])
     finally:
-        ep.FIRST_CHECK, ep.RECHECK_EVERY = old
+        ep.FIRST_CHECK, ep.LOOK_MARGIN = old
 
 
 def test_ep_without_bins_needs_no_read(setting):

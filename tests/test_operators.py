@@ -82,6 +82,35 @@ def test_ill_conditioned_spectrum(kappa):
         assert torch.allclose(a @ a.T, torch.eye(m, dtype=torch.float64) * N / m, atol=1e-5)
 
 
+def test_ill_conditioned_with_float32_products_is_its_float64_construction(monkeypatch):
+    """M <= N / 3: the Gram and the final product in float32 give the float64 construction's A to
+    about 3e-7 relative, and A A^T its closed-form eigendecomposition to about as much."""
+    from qcsbench.operators import dense
+
+    m = 16
+    assert dense.product_dtype(m, N) == torch.float32 and dense.product_dtype(24, N) == torch.float64
+    fast = ill_conditioned(SHAPE, m, seed=2, kappa=1000.0)
+    monkeypatch.setattr(dense, "product_dtype", lambda m, n: torch.float64)
+    exact = ill_conditioned(SHAPE, m, seed=2, kappa=1000.0)
+    a, a64 = fast.matrix().double(), exact.matrix().double()
+    assert not torch.equal(a, a64)
+    assert float((a - a64).norm() / a64.norm()) < 2e-6
+    d, u = exact.known_eig
+    assert torch.equal(fast.known_eig[0], d) and torch.equal(fast.known_eig[1], u)
+    assert float((a @ a.T - (u * d) @ u.T).norm() / (a64 @ a64.T).norm()) < 2e-6
+
+
+def test_a_computed_eigendecomposition_is_torch_s_to_float64_rounding():
+    """The operators' eigensolver (scipy's divide and conquer on the CPU) against torch.linalg.eigh."""
+    op = gaussian(SHAPE, 40, seed=1).to(dtype=torch.float64)
+    d, u = op.gram_eig()
+    gram = op.matrix() @ op.matrix().T
+    d_torch, u_torch = torch.linalg.eigh(gram)
+    assert torch.allclose(d, d_torch.clamp_min(0), rtol=0, atol=1e-12 * float(d_torch[-1]))
+    # eigenvectors up to their signs (both are unit vectors; the spectrum of a Gaussian A has no multiple values)
+    assert torch.allclose((u * u_torch).sum(0).abs(), torch.ones(40, dtype=torch.float64), atol=1e-10)
+
+
 def test_correlated_is_the_ar1_cholesky_factor_around_a_gaussian_matrix():
     """A = L_M H L_N^T / sqrt(M) with L the Cholesky factor of rho^|i-j| (numpy's), H the seed's N(0, 1) draw."""
     m, rho = 16, 0.4

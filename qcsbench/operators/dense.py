@@ -54,6 +54,14 @@ def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: st
     return with_settings(DenseOperator(a, shape, "gaussian"), **settings)
 
 
+def product_dtype(m: int, n: int) -> torch.dtype:
+    """The dtype of ill_conditioned's two M^2 N products: float32 when the N x M Gaussian G is well
+    conditioned (cond(G^T G) <= 14 for M <= N / 3, so the rows of V are orthonormal to ~1e-6 and A is
+    its float64 construction to ~1e-6 relative: measured, docs/math.md §5), else float64 (near M = N,
+    cond(G^T G) grows like N^2)."""
+    return torch.float32 if 3 * m <= n else torch.float64
+
+
 @settings("operator", seed=SEED, kappa=number(1))
 def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> DenseOperator:
     """A = U diag(d) V with Haar U, V and cond(A A^T) = kappa^((M-1)/M); ||A||_F^2 = N.
@@ -62,24 +70,27 @@ def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> Dens
     diagonal), taken without forming Q: G^T G = R^T R gives R by Cholesky and
     A = (U diag(d) R^(-T)) G^T, in chunks of G's rows. A A^T = U diag(d^2) U^T is known in
     closed form and kept, so no eigendecomposition is ever computed for it (it describes the
-    float64 construction; the stored float32 A is its rounding, ~1e-7 relative)."""
+    float64 construction; the stored float32 A is its rounding, ~1e-7 relative, or ~3e-7 where the
+    products are taken in float32, see product_dtype)."""
     n = math.prod(shape)
     check_m(m, n, n, "ill_conditioned")
     g = _generator(seed)
     u = haar_orthonormal_columns(m, m, g)
     decay = kappa ** (-torch.arange(m, dtype=torch.float64) / m)
     d = torch.sqrt(n * decay / decay.sum())
+    work = product_dtype(m, n)
     start = g.get_state()
-    gram = torch.zeros(m, m, dtype=torch.float64)
+    gram = torch.zeros(m, m, dtype=work)
     for _, block in gaussian_rows(n, m, g):
+        block = block.to(work)
         gram += block.T @ block
-    r_t = torch.linalg.cholesky(gram)  # lower: G^T G = R^T R
+    r_t = torch.linalg.cholesky(gram.double())  # lower: G^T G = R^T R
     b = scipy.linalg.solve_triangular(r_t.numpy(), (u * d).T.numpy(), trans="T", lower=True).T  # U diag(d) R^(-T)
-    b = torch.from_numpy(b)
+    b = torch.from_numpy(b).to(work)
     a = torch.empty(m, n, dtype=torch.float32)
     g.set_state(start)  # the same G again, a chunk of its rows (columns of A) at a time
     for cols, block in gaussian_rows(n, m, g):
-        a[:, cols] = b @ block.T
+        a[:, cols] = b @ block.to(work).T
     op = DenseOperator(a, shape, "ill_conditioned", known_eig=((d**2).flip(0), u.flip(1)))  # ascending, as gram_eig
     return with_settings(op, seed=seed, kappa=float(kappa))
 

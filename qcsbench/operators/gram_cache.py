@@ -18,8 +18,9 @@ from qcsbench.files import save_tensors
 
 log = logging.getLogger(__name__)
 
-# Bump when an operator's draw or this file's layout changes: older files then no longer match.
-FORMAT = 1
+# Bump when an operator's draw, the eigensolver or this file's layout changes: older files then no
+# longer match (2: scipy's divide and conquer instead of torch.linalg.eigh, equal to rounding).
+FORMAT = 2
 
 
 def cache_path(cache_dir, key: dict) -> Path:
