@@ -40,7 +40,8 @@ NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.E
 # (method.weights). Editing them keeps the stored results valid. A name ending in / stands for
 # every file in that folder.
 NOT_NUMERIC = {"aggregation/", "training/", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py",
-               "errors.py", "store.py", "result_keys.py", "progress.py", "cli.py", "calibration.py", "exact_posterior.py"}
+               "settings.py", "device.py", "errors.py", "store.py", "result_keys.py", "progress.py", "cli.py",
+               "calibration.py", "exact_posterior.py"}
 
 
 def source_fingerprint(package_dir) -> str:

@@ -52,7 +52,7 @@ CASES = [
     (["cache_dir=/dev/null/sub"], "cache_dir=/dev/null/sub cannot be created"),
     (["results_dir="], "results_dir= is empty: give a folder path"), (["cache_dir="], "cache_dir= is empty"),
     (["results_dir=/proc/qcsbench"], "results_dir=/proc/qcsbench is not writable"),
-    (["+debug=tiny"], "debug is not a setting (no config group or top-level key has that name)"),
+    (["+profile=tiny"], "profile is not a setting (no config group or top-level key has that name)"),
     (["+foo=1"], "foo is not a setting"),
     (["+experiment=qcs_sgm_celeba64_fixed_budget", "bits=0", "dataset.root={tmp}", "prior.checkpoint=/etc/hostname"],
      "bits=0 is not allowed"),
