@@ -8,7 +8,7 @@ import torch
 
 from qcsbench.errors import ConfigError
 from qcsbench.formats.checkpoints import first_line, load_state
-from qcsbench.validate import resolve_device
+from qcsbench.device import resolve_device
 
 
 def start(cfg) -> torch.device:
