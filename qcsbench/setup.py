@@ -13,9 +13,9 @@ from hydra.utils import instantiate as hydra_instantiate
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.methods.base import check_prior_fits
-from qcsbench.priors import gmm
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
+from qcsbench.resolvers import named_class
 
 
 def instantiate(node, **kwargs):
@@ -118,8 +118,9 @@ def build(cfg) -> Setup:
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
     method = instantiate(cfg.method)
-    if str(cfg.prior.get("_target_", "")).endswith("fitted_gmm") and method.needs_prior:
-        gmm.check_size(test_set.shape, cfg.prior.get("n_components", 20))  # before the train split is read
+    prior_factory = named_class(cfg.prior.get("_target_", ""))
+    if method.needs_prior and hasattr(prior_factory, "check_images"):  # before a prior's train split is read
+        prior_factory.check_images(test_set.shape, cfg.prior)
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,

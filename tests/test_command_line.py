@@ -18,7 +18,7 @@ from qcsbench.runner import run
 COMPOSITION = [
     (["method=foo"], "method=foo is not an option of method: use one of ald, biht, diff_onebit, diffpir, dps, idm, "
                      "oneshot, qcs_sgm, qcs_sgm_plus, restoregrad."),
-    (["+experiment=foo"], "experiment=foo is not an option of experiment: use one of gpu, onebit_ffhq256_table,"),
+    (["+experiment=foo"], "experiment=foo is not an option of experiment: use one of onebit_ffhq256_table,"),
     (["method=dps", "method.foo=1"], "method.foo is not a setting of method=dps: use one of name, num_levels,"),
     (["foo=1"], "foo is not a setting of the config: use one of dataset, prior,"),
     (["m=["], "m=[ cannot be read (no viable alternative at input '['): write key=value"),

@@ -166,3 +166,12 @@ def fitted_gmm(train: torch.Tensor, n_components: int = 20, reg_covar: float = 1
         log.warning("could not cache the fitted Gaussian mixture in %s (%s); it is fitted again next time",
                     path, err.strerror or err)
     return prior
+
+
+def check_images(shape, node) -> None:
+    """The set-up's question to a prior before it is built: a mixture too big for these images
+    stops before the train split is read (any prior factory may answer it)."""
+    check_size(shape, node.get("n_components", 20))
+
+
+fitted_gmm.check_images = check_images
