@@ -151,7 +151,7 @@ def test_wandb_run_id_follows_the_run_folder(tmp_path):
     assert a != tracking.wandb_run_id(tmp_path / "job0", "abc-2")
 
 
-@pytest.mark.fast
+@pytest.mark.in_process
 def test_a_corrupt_gmm_cache_is_refitted_with_a_warning(tmp_path, caplog):
     from qcsbench.data import embedded_mnist
     from qcsbench.priors import fitted_gmm

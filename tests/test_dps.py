@@ -16,7 +16,8 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from tests.prior_files import TINY_ADM, adm_file
 
-pytestmark = pytest.mark.fast
+# Network priors, seconds a case: in process, not in the fast subset.
+pytestmark = pytest.mark.in_process
 
 SIGMA = 0.3
 M = 60

@@ -16,11 +16,11 @@ from qcsbench.operators import DenseOperator, gaussian, ill_conditioned
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 
-pytestmark = pytest.mark.fast
 
 F64 = torch.float64
 
 
+@pytest.mark.fast
 def test_ndtri_log_inverts_log_ndtr_far_into_the_tail():
     log_p = -torch.logspace(-3, 6, 50, dtype=F64)
     t = ndtri_log(log_p)
@@ -29,6 +29,7 @@ def test_ndtri_log_inverts_log_ndtr_far_into_the_tail():
     assert np.allclose(t[moderate].numpy(), scipy.special.ndtri_exp(log_p[moderate].numpy()), rtol=1e-10)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("lower, upper", [(-math.inf, 0.0), (0.0, math.inf), (-1.0, 0.5), (2.0, math.inf),
                                           (30.0, 31.0), (-math.inf, -40.0), (100.0, math.inf), (5.0, 5.001)])
 def test_truncated_normal_draws_match_scipy_far_into_the_tails(lower, upper):
@@ -84,6 +85,8 @@ def assert_moments_agree(samples, mean, cov, extra_se=0.0):
     assert bool(((torch.cov(samples.T) - cov).abs() < 5 * se_cov + 1e-12).all()), (torch.cov(samples.T), cov)
 
 
+# Seconds each (20,000 chains, 50 sweeps): not in the fast subset.
+@pytest.mark.in_process
 @pytest.mark.parametrize("bits, operator", [(1, "gaussian"), (2, "gaussian"), (1, "ill_conditioned"),
                                             (2, "ill_conditioned")])
 def test_gibbs_matches_quadrature_at_two_pixels(bits, operator):
@@ -98,6 +101,7 @@ def test_gibbs_matches_quadrature_at_two_pixels(bits, operator):
     assert_moments_agree(samples, mean, cov)
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("channel", [UniformQuantizer(1, 0.05), UniformQuantizer(2, 0.05), GaussianNoise(0.1)],
                          ids=["1bit", "2bit", "linear"])
 def test_gibbs_matches_importance_sampling_from_the_prior(channel):
@@ -113,6 +117,7 @@ def test_gibbs_matches_importance_sampling_from_the_prior(channel):
     assert_moments_agree(samples, mean, cov, extra_se=n / ess)
 
 
+@pytest.mark.fast
 def test_unsupported_problems_are_refused_in_one_sentence():
     prior, problem = instance(2, 3, LogisticChannel(0.1))
     with pytest.raises(ValueError, match="supports the uniform quantizer and Gaussian noise"):

@@ -6,7 +6,6 @@ import torch
 from qcsbench.data import embedded_mnist
 from qcsbench.priors import GaussianMixturePrior, fitted_gmm
 
-pytestmark = pytest.mark.fast
 
 D = 6
 
@@ -21,6 +20,7 @@ def random_mixture(k=3, seed=0):
     return prior, weights / weights.sum(), means, covs
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("sigma", [0.01, 0.1, 1.0, 10.0])
 def test_log_density_matches_scipy(sigma):
     prior, w, mu, c = random_mixture()
@@ -30,6 +30,7 @@ def test_log_density_matches_scipy(sigma):
     assert np.allclose(prior.log_prob(x, sigma).numpy(), expected, rtol=1e-8)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("sigma", [0.01, 0.1, 1.0, 10.0])
 def test_score_matches_finite_differences_of_the_log_density(sigma):
     prior, *_ = random_mixture()
@@ -44,6 +45,7 @@ def test_score_matches_finite_differences_of_the_log_density(sigma):
     assert torch.allclose(prior.score(x, sigma).reshape(3, -1), fd, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.fast
 def test_denoiser_is_the_posterior_mean_for_one_component():
     _, _, mu, c = random_mixture(k=1)
     prior = GaussianMixturePrior.from_covariances(torch.ones(1, dtype=torch.float64), mu, c, (1, 2, 3), [1.0])
@@ -55,6 +57,7 @@ def test_denoiser_is_the_posterior_mean_for_one_component():
     assert torch.allclose(prior.denoise(x, sigma).reshape(2, -1), expected, atol=1e-10)
 
 
+@pytest.mark.in_process
 def test_fitted_mixture_is_cached(tmp_path, monkeypatch):
     train = embedded_mnist("train").batch(range(300))
     first = fitted_gmm(train, n_components=2, max_train=200, max_iter=5, cache_dir=str(tmp_path))

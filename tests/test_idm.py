@@ -110,7 +110,7 @@ def plain_sampler(prior, problem, sigmas, spreads, gammas, pixel_rms=0.31):
     return x0
 
 
-@pytest.mark.fast
+@pytest.mark.in_process
 def test_untrained_network_is_the_plain_few_step_sampler(tiny):
     prior, problem, _ = tiny
     net = learner(prior, steps=3, sigma_start=1.0, sigma_end=0.05)

@@ -11,12 +11,12 @@ from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from qcsbench.samplers.counted import CountedPrior
 from qcsbench.samplers.langevin import annealed_langevin
 
-pytestmark = pytest.mark.fast
 
 SHAPE = (1, 4, 4)
 D, M = 16, 6
 
 
+@pytest.mark.in_process
 def test_sample_mean_matches_the_closed_form_posterior_mean():
     torch.set_default_dtype(torch.float64)
     try:
@@ -57,6 +57,7 @@ def test_sample_mean_matches_the_closed_form_posterior_mean():
         torch.set_default_dtype(torch.float32)
 
 
+@pytest.mark.fast
 def test_step_cap_only_where_the_reference_step_is_unstable():
     from qcsbench.channels import UniformQuantizer
     from qcsbench.samplers.langevin import step_sizes
@@ -87,6 +88,7 @@ def test_step_cap_only_where_the_reference_step_is_unstable():
         assert step_sizes(5e-5, betas, score, 1.0, "plain", None)[:3] == [5e-5 * (b / beta_last) ** 2 for b in betas[:3]]
 
 
+@pytest.mark.fast
 def test_one_diverged_chain_does_not_poison_its_batch():
     """weighting=norm_ratio_batch (QCS-SGM+'s default) with one NaN chain in a batch of 8: that
     chain stays NaN, the other seven run exactly as they run without it."""

@@ -26,7 +26,8 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom
 from tests.prior_files import TINY_ADM, adm_file, ddpm_folder, ncsnpp_folder, ncsnv2_file, trained_file
 
-pytestmark = pytest.mark.fast
+# Network priors, seconds a case: in process, not in the fast subset.
+pytestmark = pytest.mark.in_process
 
 FAMILIES = ["gmm", "ncsnv2", "ncsnv2_deepest", "ddpm", "ncsnpp", "adm", "trained", "ncsn_mnist"]
 # one level per image, off every ladder; NCSNv2 maps them to three different trained levels
