@@ -288,7 +288,7 @@ def test_a_crafted_cifar_batch_runs_no_code(bad, tmp_path):
     assert not os.path.exists(marker)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("args,line", [
     (["seed=-1"], "error: seed=-1 is not allowed: use a non-negative integer."),
     (["noise_std=inf"], "error: noise_std=inf is not allowed: use a finite number >= 0."),
@@ -310,7 +310,7 @@ def test_on_the_command_line_one_line_exit_code_2(tmp_path, args, line):
     assert not (tmp_path / "config.yaml").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_bad_job_in_a_sweep_prints_the_same_sentence(tmp_path):
     proc = run_cli("-m", "logger=none", "method.gamma=-1,nan", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                    f"results_dir={tmp_path / 'res'}")
