@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+from collections.abc import Sequence
 
 from qcsbench.errors import ConfigError
 
@@ -105,7 +106,9 @@ def text(null=False) -> Rule:
 
 
 def text_list() -> Rule:
-    return Rule(lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings, e.g. [a,b]")
+    # a Sequence: a constructor built by Hydra is handed OmegaConf's ListConfig, not a list
+    return Rule(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(isinstance(t, str) for t in v),
+                "a list of strings, e.g. [a,b]")
 
 
 SEED32, SEED64 = 2**32 - 1, 2**64 - 1  # what scikit-learn's random_state and torch.manual_seed take

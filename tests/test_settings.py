@@ -103,3 +103,14 @@ def test_python_users_meet_the_sentence_the_config_gets(make_cfg, build, overrid
     with pytest.raises(ConfigError) as from_config:
         check_config(make_cfg("logger=none", *overrides))
     assert str(from_python.value) == str(from_config.value)
+
+
+def test_a_list_rule_takes_the_list_hydra_hands_a_constructor():
+    """instantiate passes a config's list as OmegaConf's ListConfig: the constructor-side check
+    must read it as the list it is (logger.tags=[] once stopped every W&B run)."""
+    from omegaconf import OmegaConf
+
+    from qcsbench.settings import text_list
+    rule = text_list()
+    assert rule.ok(OmegaConf.create({"tags": []}).tags) and rule.ok(OmegaConf.create({"tags": ["a"]}).tags)
+    assert not rule.ok("a,b") and not rule.ok(OmegaConf.create({"tags": [1]}).tags)
