@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from qcsbench.errors import ConfigError
 from qcsbench.formats import learned_file
+from qcsbench.formats.checkpoints import checkpoint_file
 from qcsbench.learned import WEIGHTS
 from qcsbench.priors import Prior
 from qcsbench.priors.base import overridden_ladder
 from qcsbench.problem import Problem, Recovery
-from qcsbench.formats.checkpoints import checkpoint_file
 from qcsbench.randomness import as_stream
 from qcsbench.samplers.counted import CountedPrior
 from qcsbench.settings import boolean, settings, text
@@ -71,11 +71,6 @@ class Ladder(dict):
     def __init__(self, sigma_max=None, sigma_min=None, num_levels=None):
         super().__init__(sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels)
 
-    @staticmethod
-    def refuse(sigma_max, sigma_min, num_levels):
-        raise ConfigError(f"method ladder sigma_max={sigma_max}, sigma_min={sigma_min}, num_levels={num_levels} "
-                          "is not allowed: use sigma_max > sigma_min > 0 and num_levels >= 1.")
-
     def sigmas(self, prior: Prior):
         if all(v is None for v in self.values()):
             return prior.sigmas
@@ -83,7 +78,9 @@ class Ladder(dict):
         hi = float(prior.sigmas[0]) if self["sigma_max"] is None else self["sigma_max"]
         lo = float(prior.sigmas[-1]) if self["sigma_min"] is None else self["sigma_min"]
         if not hi > lo:
-            self.refuse(hi, lo, len(prior.sigmas) if self["num_levels"] is None else self["num_levels"])
+            levels = len(prior.sigmas) if self["num_levels"] is None else self["num_levels"]
+            raise ConfigError(f"method ladder sigma_max={hi}, sigma_min={lo}, num_levels={levels} "
+                              "is not allowed: use sigma_max > sigma_min > 0 and num_levels >= 1.")
         return overridden_ladder(prior.sigmas, **self)
 
 

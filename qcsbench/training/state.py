@@ -6,9 +6,9 @@ import copy
 
 import torch
 
+from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.formats.checkpoints import first_line, load_state
-from qcsbench.device import resolve_device
 
 
 def start(cfg) -> torch.device:
