@@ -2,9 +2,9 @@
 composed (the command line, the scripts, the tests); importing ``qcsbench`` registers nothing."""
 from __future__ import annotations
 
-import importlib
 import os
 
+from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 
@@ -14,11 +14,11 @@ def div(a, b) -> int:
 
 
 def named_class(target: str):
-    """The class a config's ``_target_`` names (module.Class); None where nothing importable has that name."""
-    module, _, name = str(target).rpartition(".")
+    """The class or function a config's ``_target_`` names, imported, never called; None where it
+    cannot be (instantiate then names the target that cannot be imported in its own sentence)."""
     try:
-        return getattr(importlib.import_module(module), name, None) if module else None
-    except ImportError:
+        return get_object(str(target)) if target else None
+    except Exception:  # a missing module, a typo, or a user module that fails to import
         return None
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.files import writable_folder
+from qcsbench.resolvers import named_class
 from qcsbench.settings import AUTOCAST, SEED64, Settings, boolean, declared, integer, number, shown, text
 
 TOP = {
@@ -40,10 +40,7 @@ GIVEN = ("shape", "m", "split", "train", "prior")
 
 def component(node: dict):
     """The class or factory function a node's ``_target_`` names, imported (None: it cannot be)."""
-    try:
-        return get_object(str(node["_target_"])) if "_target_" in node else None
-    except Exception:  # instantiate names the target that cannot be imported
-        return None
+    return named_class(node.get("_target_")) if isinstance(node, dict) else None
 
 
 def option_name(group: str, node: dict) -> str:
