@@ -41,8 +41,8 @@ def problem_record(dataset, operator, channel) -> dict:
 
 
 def build_problem(cfg) -> tuple:
-    """(test set, operator, channel) of the experiment ``cfg``: the problem, built the same for a
-    run and for training a learned method on it."""
+    """(test set, operator, channel) of the experiment ``cfg``, as ``build`` makes them for a run
+    (which checks the test set and the method before it draws the operator): what training poses."""
     test_set = instantiate(cfg.dataset, split="test")
     channel = instantiate(cfg.quantizer)
     return test_set, build_operator(cfg, test_set.shape), channel
@@ -112,15 +112,16 @@ def build_operator(cfg, shape):
 def build(cfg) -> Setup:
     """Build the cheap parts of the experiment ``cfg`` (a composed config); the prior waits for
     ``Setup.prior``."""
-    test_set, operator, channel = build_problem(cfg)
+    test_set = instantiate(cfg.dataset, split="test")
     if cfg.num_images > len(test_set):
         raise ConfigError(f"num_images={cfg.num_images} is more than dataset {test_set.name} holds: "
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
-    method = instantiate(cfg.method)
+    channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
     prior_factory = named_class(cfg.prior.get("_target_", ""))
     if method.needs_prior and hasattr(prior_factory, "check_images"):  # before a prior's train split is read
         prior_factory.check_images(test_set.shape, cfg.prior)
+    operator = build_operator(cfg, test_set.shape)  # last: a dense A at FFHQ size takes minutes and gigabytes
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
