@@ -112,7 +112,6 @@ def text_list() -> Rule:
 
 
 SEED32, SEED64 = 2**32 - 1, 2**64 - 1  # what scikit-learn's random_state and torch.manual_seed take
-AUTOCAST = choice("none", "bf16", "fp16")
 SIGMA = number(0, lo_open=True, null=True)
 
 

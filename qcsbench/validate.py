@@ -16,13 +16,14 @@ from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.files import writable_folder
 from qcsbench.resolvers import named_class
-from qcsbench.settings import AUTOCAST, SEED64, Settings, boolean, declared, integer, number, shown, text
+from qcsbench.priors.network import AUTOCAST
+from qcsbench.settings import SEED64, Settings, boolean, choice, declared, integer, number, shown, text
 
 TOP = {
     # m is checked by the operator, which knows the number of pixels (still before the prior)
     "bits": integer(1, 16), "noise_std": number(0), "seed": integer(0),
     "num_images": integer(1), "batch_size": integer(1), "resume": boolean(),
-    "n_over_m": integer(1), "bit_budget": integer(1), "prior_autocast": AUTOCAST, "prior_compile": boolean(),
+    "n_over_m": integer(1), "bit_budget": integer(1), "prior_autocast": choice(*AUTOCAST), "prior_compile": boolean(),
 }
 # scripts/train.py's knobs besides the shared groups (configs/train.yaml).
 TRAIN = {
