@@ -4,7 +4,9 @@ A path says where data is, not what it holds: images replaced in a folder, or a 
 overwritten in place, would otherwise be scored as the old ones. So the store keys a result by
 the contents: every stored image record carries a fingerprint of the decoded test image it was
 computed from (``image``), checked when it is resumed, and the result key holds a digest of
-every checkpoint file the run reads (``inputs``) in place of its path.
+every checkpoint file the run reads (``inputs``) in place of its path. A run's metrics.json
+records the fingerprint of all its test images with their file names (``test_images``), which
+the aggregation compares before it averages runs together.
 
 Hashing a multi-GB checkpoint takes seconds, so a file's digest is kept in
 <cache_dir>/digests.json under its resolved path, size and modification time, and hashed again
@@ -33,6 +35,16 @@ def image(x: torch.Tensor) -> str:
     values = x.detach().to("cpu", torch.float32).contiguous()
     h = hashlib.sha256(repr(tuple(values.shape)).encode())
     h.update(values.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_images(sources: list[str], images: list[str]) -> str:
+    """The fingerprint of the test images a run evaluated, in order: SHA-256 over each image's
+    source (its file under the dataset's folder) and the fingerprint of its decoded values
+    (``image``). One value per image, so it does not depend on how the images were batched."""
+    h = hashlib.sha256()
+    for source, digest in zip(sources, images, strict=True):
+        h.update(source.encode() + b"\0" + digest.encode() + b"\0")
     return h.hexdigest()[:16]
 
 

@@ -53,10 +53,10 @@ def job_identity(cfg, described: dict) -> dict:
     return dict(name=name, group=group, tags=tags)
 
 
-def summarize(records: list[dict], computed: set, cfg, described: dict) -> dict:
-    """Metrics over all images; time over the images this run computed (a resumed image's
-    seconds were measured elsewhere, perhaps on another machine). Settings are the built
-    components' own (``described``), not the config's."""
+def summarize(records: list[dict], computed: set, cfg, described: dict, profile: metrics.Profile) -> dict:
+    """Metrics over all images (as ``profile`` defines them); time over the images this run
+    computed (a resumed image's seconds were measured elsewhere, perhaps on another machine).
+    Settings are the built components' own (``described``), not the config's."""
     rows = [r["row"] for r in records]
     ok = [row for row in rows if row["status"] == "ok"]
     seconds = sum(r["seconds"] for r in records if r["index"] in computed)
@@ -67,22 +67,22 @@ def summarize(records: list[dict], computed: set, cfg, described: dict) -> dict:
                method=described["method"]["name"], quantizer=channel["name"], bits=channel.get("bits"),
                m=described["operator"]["m"], operator=described["operator"]["name"],
                noise_std=channel["noise_std"], seed=cfg.seed, dataset=described["dataset"]["name"],
-               prior=described["prior"]["name"], components=described)
-    for name in metrics.NAMES:
+               prior=described["prior"]["name"], components=described, metric_profile=profile.describe())
+    for name in profile.names:
         values = np.array([row[name] for row in ok], dtype=np.float64)
         out[f"{name}_mean"] = tracking.finite_or_none(values.mean()) if len(values) else None
         out[f"{name}_std"] = tracking.finite_or_none(values.std()) if len(values) else None
     return out
 
 
-def metric_rows(indices, x_hat: torch.Tensor, x: torch.Tensor) -> list[dict]:
+def metric_rows(indices, x_hat: torch.Tensor, x: torch.Tensor, profile: metrics.Profile) -> list[dict]:
     """Each image's metrics row: status ok with its metrics, or diverged (NaN or Inf) with none."""
-    scores = metrics.evaluate(x_hat, x)
+    scores = profile.evaluate(x_hat, x)
     rows = []
     for j, index in enumerate(indices):
-        finite = bool(torch.isfinite(x_hat[j]).all()) and all(bool(torch.isfinite(scores[k][j])) for k in metrics.NAMES)
+        finite = bool(torch.isfinite(x_hat[j]).all()) and all(bool(torch.isfinite(scores[k][j])) for k in profile.names)
         row = dict(index=index, status="ok" if finite else "diverged")
-        row.update({k: float(scores[k][j]) if finite else None for k in metrics.NAMES})
+        row.update({k: float(scores[k][j]) if finite else None for k in profile.names})
         rows.append(row)
     return rows
 
@@ -99,7 +99,7 @@ def recover_batch(setup: Setup, indices) -> list[dict]:
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - tic) / len(indices)
     result_x, truth = result.x_hat.cpu(), x.cpu()
-    rows = metric_rows(indices, result.x_hat, x)
+    rows = metric_rows(indices, result.x_hat, x, setup.metrics)
     back = problem.back_projection().cpu()
     records = []
     for j, index in enumerate(indices):
@@ -120,7 +120,7 @@ ROW_TOLERANCE = 1e-6
 def rows_agree(stored, recomputed: dict) -> bool:
     if not isinstance(stored, dict) or stored.get("status") != recomputed["status"]:
         return False
-    for name in metrics.NAMES:
+    for name in [k for k in recomputed if k not in ("index", "status")]:
         a, b = stored.get(name), recomputed[name]
         if b is None:
             if a is not None:
@@ -130,7 +130,7 @@ def rows_agree(stored, recomputed: dict) -> bool:
     return True
 
 
-def check_stored(records: dict, test_set, batch_size: int) -> dict[str, list[int]]:
+def check_stored(records: dict, test_set, batch_size: int, profile: metrics.Profile) -> dict[str, list[int]]:
     """The stored records that cannot be resumed, by reason: ``other images`` (the image's fingerprint
     is not the test image's now: the data changed) and ``other metrics`` (the metrics row is not what
     the stored recovery gives against the truth: an edited or damaged record)."""
@@ -146,16 +146,17 @@ def check_stored(records: dict, test_set, batch_size: int) -> dict[str, list[int
         bad["other metrics"] += [i for i in same if i not in kept]
         if kept:
             recon = torch.stack([records[i]["recon"] for i in kept])
-            rows = metric_rows(kept, recon, truth[[chunk.index(i) for i in kept]])
+            rows = metric_rows(kept, recon, truth[[chunk.index(i) for i in kept]], profile)
             bad["other metrics"] += [i for i, row in zip(kept, rows) if not rows_agree(records[i].get("row"), row)]
     return bad
 
 
-def resumable(store: ResultStore, test_set, num_images: int, batch_size: int) -> dict[int, dict]:
+def resumable(store: ResultStore, test_set, num_images: int, batch_size: int,
+              profile: metrics.Profile) -> dict[int, dict]:
     """The stored records of the first ``num_images`` images that hold what this run would compute;
     the others are recomputed, with a warning that says why."""
     records = store.load(range(num_images))
-    for reason, indices in check_stored(records, test_set, batch_size).items():
+    for reason, indices in check_stored(records, test_set, batch_size, profile).items():
         if indices:
             shown = ", ".join(map(str, indices[:5])) + (" ..." if len(indices) > 5 else "")
             what = ("were computed from other images than the dataset now holds" if reason == "other images" else
@@ -167,12 +168,15 @@ def resumable(store: ResultStore, test_set, num_images: int, batch_size: int) ->
     return records
 
 
-def write_results(run_dir: Path, records: list[dict], summary: dict, test_set) -> Path:
-    """The run folder's files; metrics.json last, so its presence means the run finished."""
+def write_results(run_dir: Path, records: list[dict], summary: dict, test_set, sources: list[str]) -> Path:
+    """The run folder's files; metrics.json last, so its presence means the run finished.
+    test_images.txt names each test image's source, in order (a folder's file names, which
+    ``dataset.manifest=`` reads back)."""
     truth = test_set.batch([r["index"] for r in records])
     recon = torch.stack([r["recon"] for r in records])
     back = torch.stack([r["back_projection"] for r in records])
     files.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
+    files.write_text(run_dir / "test_images.txt", "".join(f"{source}\n" for source in sources))
     files.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
                                                      indices=torch.tensor([r["index"] for r in records])))
     diverged = [i for i, r in enumerate(records) if r["row"]["status"] == "diverged"]
@@ -231,7 +235,7 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     missing, recover, write the run folder and log."""
     cfg, method = setup.cfg, setup.method
     num_images = cfg.num_images
-    records = resumable(store, setup.test_set, num_images, cfg.batch_size) if cfg.resume else {}
+    records = resumable(store, setup.test_set, num_images, cfg.batch_size, setup.metrics) if cfg.resume else {}
     batches = batches_to_run(num_images, cfg.batch_size, records, batch_coupled(store.key))
     todo = [i for b in batches for i in b]
     if cfg.resume and todo:
@@ -258,7 +262,9 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
                         save_to_store(store, record)
             images.update(len(batch))
         ordered = [records[i] for i in range(num_images)]
-        summary = summarize(ordered, set(todo), cfg, described)
+        summary = summarize(ordered, set(todo), cfg, described, setup.metrics)
+        sources = [setup.test_set.source(r["index"]) for r in ordered]
+        summary["image_fingerprint"] = fingerprint.test_images(sources, [r["image"] for r in ordered])
         summary.update(summarize_stats([r.get("stats", {}) for r in ordered]))
         summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
                        result_id=store.id, code_version=store.version)
@@ -266,7 +272,7 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)
         with run_folder_writes(run_dir, store, cfg.resume):
-            grid = write_results(run_dir, ordered, summary, setup.test_set)
+            grid = write_results(run_dir, ordered, summary, setup.test_set, sources)
         logger.log_results(summary, [r["row"] for r in ordered], grid)
         exit_code = 0
         log.info("psnr %.2f dB, ssim %.3f over %d images; results in %s", summary["psnr_mean"] or float("nan"),

@@ -13,6 +13,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.methods.base import check_prior_fits
+from qcsbench.metrics import Profile
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, ImageRandom
 from qcsbench.resolvers import named_class
@@ -70,6 +71,7 @@ class Setup:
     operator: object
     channel: object
     method: object
+    metrics: object = field(default_factory=Profile)  # how the recoveries are scored (the metrics= group)
     _prior: object = field(default=None, repr=False)
     _operator_on_device: object = field(default=None, repr=False)
 
@@ -118,6 +120,7 @@ def build(cfg) -> Setup:
                           f"use 1 to {len(test_set)}.")
     test_set.check(range(cfg.num_images))  # a corrupt image file stops the run now, not when its batch comes up
     channel, method = instantiate(cfg.quantizer), instantiate(cfg.method)
+    profile = instantiate(cfg.metrics) if cfg.get("metrics") is not None else Profile()
     prior_factory = named_class(cfg.prior.get("_target_", ""))
     if method.needs_prior and hasattr(prior_factory, "check_images"):  # before a prior's train split is read
         prior_factory.check_images(test_set.shape, cfg.prior)
@@ -125,7 +128,7 @@ def build(cfg) -> Setup:
     if hasattr(method, "check_problem"):  # a learned method meeting a problem it was not trained for stops here
         method.check_problem(problem_record(test_set, operator, channel))
     return Setup(cfg=cfg, device=resolve_device(cfg.device), test_set=test_set, operator=operator,
-                 channel=channel, method=method)
+                 channel=channel, method=method, metrics=profile)
 
 
 def method_names(config_dir) -> list[str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import qcsbench
-from qcsbench import files, resolvers
+from qcsbench import files, metrics, resolvers
 from qcsbench.result_keys import without_non_results
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,17 @@ def result_key(full: dict, weights: str | None = None, inputs: dict | None = Non
     """The settings a per-image result depends on, from the resolved config as a dict; ``weights``:
     the digest of a learned method's model file (retrained weights at the same path are new results);
     ``inputs``: {"prior.checkpoint": digest, ...} (fingerprint.inputs), each in place of the path.
-    The dataset's root is no key: each stored image carries its test image's fingerprint instead."""
+    The dataset's root and manifest are no key: each stored image carries its test image's
+    fingerprint instead. The metric profile is, unless it is the default (results stored before
+    profiles existed keep their keys)."""
     key = without_non_results(full)
+    if metrics.is_default(key.get("metrics")):
+        key.pop("metrics", None)
     if weights is not None:
         key["method"]["weights"] = weights
         key["method"].pop("checkpoint", None)
     key.get("dataset", {}).pop("root", None)
+    key.get("dataset", {}).pop("manifest", None)
     for dotted, digest in (inputs or {}).items():
         group, name = dotted.split(".", 1)
         key[group][name] = digest

@@ -32,7 +32,7 @@ TRAIN = {
     "max_minutes": number(0, lo_open=True, null=True), "eval_every": integer(1), "eval_images": integer(1),
     "log_every": integer(1), "save_every": integer(1), "threads": integer(1, null=True),
 }
-GROUPS = ("dataset", "prior", "operator", "quantizer", "method", "logger")
+GROUPS = ("dataset", "prior", "operator", "quantizer", "method", "metrics", "logger")
 # Top-level keys besides TOP and GROUPS: anything else (+profile=tiny, where no such group exists) is a typo.
 OTHER_TOP = ("m", "device", "cache_dir", "results_dir", "optimized_metric", "run_dir")
 # Keywords the set-up gives a component (not settings a config may hold).

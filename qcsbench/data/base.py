@@ -42,6 +42,11 @@ class ImageSet:
     def batch(self, indices) -> torch.Tensor:
         return torch.stack([self[int(i)] for i in indices])
 
+    def source(self, index: int) -> str:
+        """Where image ``index`` comes from, as a run records it (test_images.txt): a folder's file
+        name, else the split's name and the index."""
+        return f"{self.name}:{index}"
+
     def check(self, indices) -> None:
         """Stop with a ConfigError naming the file if any of these images cannot be read
         (a set held in memory was read whole when it was loaded)."""

@@ -9,9 +9,49 @@ from PIL import Image
 
 from qcsbench.data.base import ROOT, ImageSet, check_split, existing_folder
 from qcsbench.errors import ConfigError
-from qcsbench.settings import choice, integer, settings
+from qcsbench.settings import Check, choice, integer, settings
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# The manifests shipped with the configs (configs/manifests/ in the checkout, qcsbench/configs/manifests/ installed).
+PACKAGE = Path(__file__).resolve().parents[1]
+MANIFESTS = next((c / "manifests" for c in (PACKAGE / "configs", PACKAGE.parent / "configs")
+                  if (c / "manifests").is_dir()), PACKAGE.parent / "configs" / "manifests")
+
+
+def manifest_file(value, key: str = "dataset.manifest") -> Path:
+    """The manifest ``value`` names: a file, else a shipped manifest by name (ffhq_holdout_1000)."""
+    for path in (Path(str(value)).expanduser(), MANIFESTS / f"{value}.txt", MANIFESTS / str(value)):
+        if path.is_file():
+            return path
+    shipped = ", ".join(sorted(p.stem for p in MANIFESTS.glob("*.txt")))
+    raise ConfigError(f"{key}={value} is neither a file nor a shipped manifest: give a file of image file names, "
+                      f"one a line, or one of {shipped}.")
+
+
+MANIFEST = Check(lambda key, value: value is None or manifest_file(value, key))
+
+
+def listed(files: list[Path], folder: Path, manifest) -> list[Path]:
+    """The files the manifest names, in its order. A name is a path under ``folder`` or, without a
+    folder part, a file name found once anywhere under it (FFHQ's 00000.png in 00000/ or flat).
+    A listed file that is not there stops the run with one sentence, before any compute."""
+    path = manifest_file(manifest)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    by_path = {f.relative_to(folder).as_posix(): f for f in files}
+    by_name = {}
+    for f in files:
+        by_name.setdefault(f.name, []).append(f)
+    chosen, missing = [], []
+    for name in names:
+        found = by_path.get(name) or (by_name[name][0] if len(by_name.get(name, [])) == 1 else None)
+        (chosen if found else missing).append(found or name)
+    if not names:
+        raise ConfigError(f"dataset.manifest={manifest} ({path}) lists no image files: give one file name a line.")
+    if missing:
+        raise ConfigError(f"dataset.manifest={manifest} lists {len(missing)} image file(s) that {folder} does not "
+                          f"hold (the first: {missing[0]}): put them there, or set dataset.manifest=null to use every "
+                          "image in the folder.")
+    return chosen
 
 
 def has_splits(folder: Path) -> bool:
@@ -23,10 +63,12 @@ def unreadable(path, err) -> ConfigError:
                        f"{str(err).splitlines()[0] if str(err) else 'corrupt'}): replace or delete it.")
 
 
-@settings("dataset", root=ROOT, image_size=integer(1), center_crop=integer(1, null=True), channels=choice(1, 3))
+@settings("dataset", root=ROOT, image_size=integer(1), center_crop=integer(1, null=True), channels=choice(1, 3),
+          manifest=MANIFEST)
 class ImageFolder(ImageSet):
     """Every image file under ``root/<split>`` (when ``root`` has train/ or test/ subfolders) or,
-    for a flat folder, under ``root`` as the test split only, sorted by path; optionally
+    for a flat folder, under ``root`` as the test split only, sorted by path, or, with a
+    ``manifest`` (a file of file names, one a line), the test images it lists in its order; optionally
     center-cropped to ``center_crop`` pixels, then resized to ``image_size`` (NCSNv2's
     CelebA: crop 140, resize 64). A flat folder has no train split: fitting a prior on the
     images it is then tested on would flatter it."""
@@ -34,7 +76,7 @@ class ImageFolder(ImageSet):
     has_splits = staticmethod(has_splits)  # the validator asks it whether a prior can be fitted on root/train
 
     def __init__(self, root, image_size: int, split: str = "test", center_crop: int | None = None,
-                 channels: int = 3):
+                 channels: int = 3, manifest: str | None = None):
         check_split(split)
         folder = existing_folder(root)
         if has_splits(folder):
@@ -48,6 +90,9 @@ class ImageFolder(ImageSet):
         self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS)
         if not self.files:
             raise ConfigError(f"dataset.root={root} holds no image files ({', '.join(sorted(EXTENSIONS))}).")
+        if manifest is not None and split == "test":  # the train split (a fitted prior's) stays whole
+            self.files = listed(self.files, folder, manifest)
+        self.folder = folder
         self.image_size = int(image_size)
         self.center_crop = center_crop
         self.mode = {1: "L", 3: "RGB"}[channels]
@@ -66,6 +111,9 @@ class ImageFolder(ImageSet):
 
     def __len__(self):
         return len(self.files)
+
+    def source(self, index: int) -> str:
+        return self.files[index].relative_to(self.folder).as_posix()
 
     def __getitem__(self, index):
         try:
