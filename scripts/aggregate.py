@@ -1,6 +1,7 @@
 """Tables and plots from one or more sweep folders, or from W&B.
 
     python scripts/aggregate.py outputs/sweeps/2026-11-23/11-30-00 [more folders] [--out DIR] [--pool-versions]
+                                [--pool-images]
     python scripts/aggregate.py --wandb ENTITY/PROJECT [--group GROUP] --out DIR
 
 Every run's settings come from its resolved config; runs that differ only in their seeds
@@ -12,6 +13,9 @@ PNG + PDF plots against M, bits and a fixed bit budget where the sweep has the p
 A run folder reached twice is read once, a run repeating a result id already counted is
 counted once, runs of different code versions stay apart (--pool-versions averages them),
 and a run that cannot be read is a failed run in the table, with the reason in runs.csv.
+Runs of one setting evaluated on different test images (image fingerprints) stop the
+aggregation with one sentence (--pool-images averages them). Where a run's preset has
+published numbers (configs/published/), summary.csv and table.md set them beside ours.
 """
 import argparse
 import sys
@@ -31,15 +35,17 @@ def main():
     parser.add_argument("--group", help="with --wandb: only this group (sweep)")
     parser.add_argument("--pool-versions", action="store_true",
                         help="average runs of different code versions together (kept apart by default)")
+    parser.add_argument("--pool-images", action="store_true",
+                        help="average runs of one setting evaluated on different test images (refused by default)")
     args = parser.parse_args()
     if not (args.wandb or args.folders):
         parser.error("give sweep folders, or --wandb ENTITY/PROJECT")
     try:
         if args.wandb:
             frame = aggregation.from_wandb(args.wandb, args.group)
-            result = aggregation.write_outputs(frame, args.out or ".", args.pool_versions)
+            result = aggregation.write_outputs(frame, args.out or ".", args.pool_versions, args.pool_images)
         else:
-            result = aggregation.aggregate(args.folders, args.out, args.pool_versions)
+            result = aggregation.aggregate(args.folders, args.out, args.pool_versions, args.pool_images)
     except (ConfigError, OSError) as err:
         print(f"error: {err if isinstance(err, ConfigError) else f'{err.filename}: {err.strerror}'}", file=sys.stderr)
         sys.exit(2)

@@ -8,7 +8,10 @@ setting: a different number of images is a different average, so runs with 4 and
 are not pooled (it shows as a column only where it varies, as every setting does).
 
 Runs that repeat a finished result id (a sweep and its re-run after a crash) count once; runs
-of different code versions stay apart (``pool_versions`` averages them).
+of different code versions stay apart (``pool_versions`` averages them). Runs of one setting that
+were evaluated on different test images (their ``image_fingerprint``s differ: the folder's images
+or the manifest changed) are not averaged: the aggregation stops and says so, unless
+``pool_images`` lets it.
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import math
 import pandas as pd
 
 from qcsbench.aggregation.runs import COSTS, QUALITY
+from qcsbench.errors import ConfigError
 
 SEEDS = ("seed", "operator.seed")
 FIRST = ("method", "bits", "m", "noise_std")  # the order settings are shown in
-BOOKKEEPING = ("result_id", "code_version", "problem", "repeat_of")  # per-run columns that are not settings
+BOOKKEEPING = ("result_id", "code_version", "image_fingerprint", "problem", "repeat_of")  # per-run columns that are not settings
 
 
 def setting_columns(frame: pd.DataFrame) -> list[str]:
@@ -79,11 +83,22 @@ def with_versions(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(code_version=version.fillna(known[0]) if len(known) == 1 else version)
 
 
-def average_seeds(frame: pd.DataFrame, pool_versions: bool = False) -> pd.DataFrame:
+def check_same_images(runs: pd.DataFrame, where: str) -> None:
+    """Stop with one sentence when the finished runs of one setting were evaluated on different
+    test images (a run from before fingerprints were recorded has none and is not compared)."""
+    found = runs["image_fingerprint"].dropna().unique() if "image_fingerprint" in runs else []
+    if len(found) > 1:
+        raise ConfigError(f"the runs of {where} were evaluated on different test images (image fingerprints "
+                          f"{', '.join(sorted(found))}: the dataset's images or manifest differ), so their mean "
+                          "would mix test sets: aggregate them separately, or pass --pool-images to average them.")
+
+
+def average_seeds(frame: pd.DataFrame, pool_versions: bool = False, pool_images: bool = False) -> pd.DataFrame:
     """One row per setting: the settings that vary (the code version among them unless
     ``pool_versions``), then for each quality metric its mean over the seeds, standard error over
     the seeds and per-image spread, the costs and the run counts. A run repeating a result id
-    already counted is left out (``repeats``)."""
+    already counted is left out (``repeats``); runs of one setting on different test images stop
+    the aggregation unless ``pool_images``."""
     frame = mark_repeats(with_versions(frame))
     keys = varying(frame, setting_columns(frame) + ([] if pool_versions else ["code_version"]))
     if "method" in frame.columns and "method" not in keys:
@@ -93,6 +108,8 @@ def average_seeds(frame: pd.DataFrame, pool_versions: bool = False) -> pd.DataFr
     for values, runs in table.groupby(keys, sort=True, dropna=False) if keys else [((), table)]:
         done = runs[(runs.status == "finished") & runs.repeat_of.isna()]
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        if not pool_images:
+            check_same_images(done, ", ".join(f"{k}={v}" for k, v in row.items()) or "this sweep")
         row.update(runs=len(runs), failed=int((runs.status != "finished").sum()),
                    repeats=int(runs.repeat_of.notna().sum()), seeds=_count_seeds(done),
                    images_diverged=int(pd.to_numeric(done.num_diverged, errors="coerce").fillna(0).sum()),

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from qcsbench import metrics, result_keys
 from qcsbench.errors import ConfigError
 
-QUALITY = tuple(metrics.NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled
+QUALITY = tuple(metrics.ALL_NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled, lpips (where the profile has it)
 COSTS = ("nfe", "seconds_per_image", "num_diverged", "num_resumed", "seconds")
 # Pure functions of their arguments or of the config itself: resolved when reading a config.
 SAFE_RESOLVERS = {"div", "oc.select"}
@@ -90,7 +90,7 @@ def checked_numbers(numbers) -> tuple[dict | None, str | None]:
             return None, f"its {name} is {value!r}, not a number"
         if value is not None and value < 0 and not name.endswith("_mean"):
             return None, f"its {name} is {value!r}, which cannot be negative"
-    for name in ("result_id", "code_version"):
+    for name in ("result_id", "code_version", "image_fingerprint"):
         if not isinstance(numbers.get(name), (str, type(None))):
             return None, f"its {name} is {numbers[name]!r}, not text"
     components = numbers.get("components")
@@ -116,7 +116,8 @@ def run_row(config: dict, numbers: dict | None, where: str, problem: str | None 
         row[f"{name}_std"] = numbers.get(f"{name}_std")
     for name in COSTS:
         row[name] = numbers.get(name)
-    row.update(result_id=numbers.get("result_id"), code_version=numbers.get("code_version"), problem=problem)
+    row.update(result_id=numbers.get("result_id"), code_version=numbers.get("code_version"),
+               image_fingerprint=numbers.get("image_fingerprint"), problem=problem)
     return row
 
 
@@ -167,12 +168,25 @@ def first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
 
 
+def experiment_of(job: Path) -> str | None:
+    """The preset a run was started with (+experiment=NAME), from Hydra's record of its choices."""
+    try:
+        choices = _read_yaml(job / ".hydra" / "hydra.yaml")["hydra"]["runtime"]["choices"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, KeyError, TypeError):
+        return None
+    name = choices.get("experiment") if isinstance(choices, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def read_run(job: Path) -> dict:
     """One run folder as a row; what cannot be read makes it a failed run that says why."""
     try:
         config, problem = load_config(job), None
     except ValueError as err:
         config, problem = {}, str(err)
+    experiment = experiment_of(job)
+    if experiment:  # a setting like any other: the preset's published numbers are matched by it
+        config = dict(config, experiment=experiment)
     numbers = None
     if (job / "metrics.json").is_file():
         try:

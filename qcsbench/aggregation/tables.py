@@ -5,10 +5,10 @@ import math
 
 import pandas as pd
 
-LOWER_IS_BETTER = {"nmse"}
+LOWER_IS_BETTER = {"nmse", "lpips"}
 LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similarity",
-              psnr_scaled="PSNR after the best scalar fit (dB)")
-DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2)
+              psnr_scaled="PSNR after the best scalar fit (dB)", lpips="LPIPS")
+DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2, lpips=3)
 
 
 def state_of(row) -> str:
@@ -121,3 +121,23 @@ def failure_notes(frame: pd.DataFrame, shown: int = 5) -> list[str]:
     if len(bad) > shown:
         notes.append(f"and {len(bad) - shown} more failed runs (runs.csv, column problem)")
     return notes
+
+
+def published_markdown(summary: pd.DataFrame) -> str:
+    """Our means beside the published numbers, one line per setting that matches a published row
+    (qcsbench.aggregation.published); empty where none does."""
+    if "published_source" not in summary or not summary.published_source.notna().any():
+        return ""
+    names = [n for n in ("psnr", "ssim", "lpips") if summary[f"published_{n}"].notna().any()]
+    head = [f"{LABELS.get(n, n.upper())} {what}" for n in names for what in ("ours", "published", "difference")]
+    out = ["### Published beside ours", "", "| setting | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for _, row in summary[summary.published_source.notna()].iterrows():
+        cells = []
+        for n in names:
+            d = DIGITS.get(n, 3)
+            cells += ["" if pd.isna(row[c]) else f"{row[c]:+.{d}f}" if c.startswith("difference") else f"{row[c]:.{d}f}"
+                      for c in (f"{n}_mean", f"published_{n}", f"difference_{n}")]
+        where = ", ".join(f"{k}={row[k]}" for k in summary.attrs["settings"]) or "all runs"
+        out.append(f"| {where} | " + " | ".join(cells) + " |")
+    sources = "; ".join(dict.fromkeys(summary.published_source.dropna()))
+    return "\n".join(["", *out, "", f"- published: {sources}; difference: ours minus published", ""])
