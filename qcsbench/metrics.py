@@ -113,8 +113,9 @@ def ssim_uniform(x_hat, x):
 
 
 def eight_bit(x):
-    """The image as an 8-bit PNG holds it: clipped to [0, 1], rounded to a multiple of 1/255."""
-    return (x.clamp(0, 1) * 255).round() / 255
+    """The image as an 8-bit PNG holds it: clipped to [0, 1], rounded to a multiple of 1/255 (in
+    float64, so k / 255 is exact to the metrics' precision)."""
+    return (x.clamp(0, 1) * 255).round().double() / 255
 
 
 SSIM = {"gaussian11": ssim, "uniform7": ssim_uniform}

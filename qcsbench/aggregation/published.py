@@ -15,13 +15,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qcsbench import shipped
 from qcsbench.aggregation.averaging import setting_columns
 
 METRICS = ("psnr", "ssim", "lpips")
-PACKAGE = Path(__file__).resolve().parents[1]
-# configs/published/ in the checkout, qcsbench/configs/published/ installed
-FOLDER = next((c / "published" for c in (PACKAGE / "configs", PACKAGE.parent / "configs")
-               if (c / "published").is_dir()), PACKAGE.parent / "configs" / "published")
+FOLDER = shipped("published")
 
 
 def table(experiment, folder: Path = FOLDER) -> list[dict]:

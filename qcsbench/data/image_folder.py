@@ -7,15 +7,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from qcsbench import shipped
 from qcsbench.data.base import ROOT, ImageSet, check_split, existing_folder
 from qcsbench.errors import ConfigError
 from qcsbench.settings import Check, choice, integer, settings
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-# The manifests shipped with the configs (configs/manifests/ in the checkout, qcsbench/configs/manifests/ installed).
-PACKAGE = Path(__file__).resolve().parents[1]
-MANIFESTS = next((c / "manifests" for c in (PACKAGE / "configs", PACKAGE.parent / "configs")
-                  if (c / "manifests").is_dir()), PACKAGE.parent / "configs" / "manifests")
+MANIFESTS = shipped("manifests")  # the test-image lists the presets name
 
 
 def manifest_file(value, key: str = "dataset.manifest") -> Path:
