@@ -26,10 +26,13 @@ def test_installed_qcsbench_command_runs_from_another_folder(tmp_path, cache_dir
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(python), "-c", "import qcsbench, qcsbench.priors.trained as t, qcsbench.learned"
                             " as f; print(qcsbench.__file__); print(sorted(p.name for p in t.WEIGHTS.iterdir()));"
-                            " print(sorted(p.name for p in f.WEIGHTS.iterdir()))"],
+                            " print(sorted(p.name for p in f.WEIGHTS.iterdir()));"
+                            " print(sorted(str(p) for k in ('manifests', 'published') for p in qcsbench.shipped(k).iterdir()))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout
     assert str(venv) in where.splitlines()[0] and "ncsn_mnist.pt" in where  # the installed copy, with its weights
     assert "idm_mnist_1bit_m200.pt" in where and "restoregrad_mnist_1bit_m200.pt" in where
+    shipped = where.splitlines()[3]  # the test-image lists and published numbers, from the installed copy
+    assert str(venv) in shipped and "ffhq_holdout_1000.txt" in shipped and "onebit_ffhq256_table.yaml" in shipped
 
     proc = subprocess.run([str(venv / "bin" / "qcsbench"), *TINY, "method.num_levels=10", "num_images=2",
                            "batch_size=2"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
