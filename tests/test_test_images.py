@@ -25,12 +25,14 @@ def write_images(folder, names, size=8, seed=0):
 
 @pytest.mark.fast
 def test_a_manifest_picks_the_listed_files_in_its_order(tmp_path):
-    write_images(tmp_path / "images", ["a.png", "b.png", "00000/00007.png", "00001/00007.png", "c.png"])
-    (tmp_path / "list.txt").write_text("# a comment\nc.png\n00001/00007.png\n\na.png\n")
+    write_images(tmp_path / "images", ["a.png", "b.png", "00000/00007.png", "00001/00007.png", "01000/01002.png",
+                                       "c.png"])
+    # FFHQ's own layout nests 01002.png in 01000/: a bare name found once anywhere is that file
+    (tmp_path / "list.txt").write_text("# a comment\nc.png\n00001/00007.png\n\na.png\n01002.png\n")
     data = ImageFolder(tmp_path / "images", image_size=8, channels=1, manifest=str(tmp_path / "list.txt"))
-    assert [data.source(i) for i in range(len(data))] == ["c.png", "00001/00007.png", "a.png"]
+    assert [data.source(i) for i in range(len(data))] == ["c.png", "00001/00007.png", "a.png", "01000/01002.png"]
     whole = ImageFolder(tmp_path / "images", image_size=8, channels=1)
-    assert np.array_equal(data[0].numpy(), whole[[whole.source(i) for i in range(5)].index("c.png")].numpy())
+    assert np.array_equal(data[0].numpy(), whole[[whole.source(i) for i in range(6)].index("c.png")].numpy())
     (tmp_path / "ambiguous.txt").write_text("00007.png\n")  # a bare name held twice: not one file
     with pytest.raises(ConfigError, match=r"lists 1 image file\(s\) that .* does not hold \(the first: 00007.png\)"):
         ImageFolder(tmp_path / "images", image_size=8, channels=1, manifest=str(tmp_path / "ambiguous.txt"))
