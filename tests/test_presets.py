@@ -31,11 +31,13 @@ def cifar10_folder(root):
     return root
 
 
-def image_folder(root, height, width, count=2):
+def image_folder(root, height, width, count=2, names=()):
+    """A folder of random images named 00000.png ... (the first of FFHQ's, as the FFHQ presets' manifest
+    lists them), or ``names`` (CelebA's test images for the CelebA presets' manifest)."""
     rng = np.random.default_rng(0)
     root.mkdir()
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(root / f"{i:05d}.png")
+    for name in names or [f"{i:05d}.png" for i in range(count)]:
+        Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(root / name)
     return root
 
 
@@ -86,7 +88,7 @@ def test_cifar10_preset_runs(make_cfg, tmp_path):
 def test_celeba_presets_run(make_cfg, tmp_path, preset, bits, m):
     ncsnv2_file(tmp_path / "c.pth", channels=3, image_size=64, levels=(90.0, 0.01, 500))
     _, summary, recon = run_preset(make_cfg, tmp_path, f"+experiment={preset}", f"bits={bits}",
-                                   f"dataset.root={image_folder(tmp_path / 'celeba', 218, 178)}", "prior.ngf=4",
+                                   f"dataset.root={image_folder(tmp_path / 'celeba', 218, 178, names=['182638.jpg'])}", "prior.ngf=4",
                                    f"prior.checkpoint={tmp_path / 'c.pth'}", "num_images=1", *LANGEVIN)
     assert (summary["m"], summary["bits"]) == (m, bits) and recon.shape == (1, 3, 64, 64)
 

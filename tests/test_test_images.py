@@ -33,9 +33,14 @@ def test_a_manifest_picks_the_listed_files_in_its_order(tmp_path):
     assert [data.source(i) for i in range(len(data))] == ["c.png", "00001/00007.png", "a.png", "01000/01002.png"]
     whole = ImageFolder(tmp_path / "images", image_size=8, channels=1)
     assert np.array_equal(data[0].numpy(), whole[[whole.source(i) for i in range(6)].index("c.png")].numpy())
-    (tmp_path / "ambiguous.txt").write_text("00007.png\n")  # a bare name held twice: not one file
-    with pytest.raises(ConfigError, match=r"lists 1 image file\(s\) that .* does not hold \(the first: 00007.png\)"):
-        ImageFolder(tmp_path / "images", image_size=8, channels=1, manifest=str(tmp_path / "ambiguous.txt"))
+    (tmp_path / "other.txt").write_text("a.png\n00007.png\nb.png\n")  # a bare name held twice is not one file
+    data = ImageFolder(tmp_path / "images", image_size=8, channels=1, manifest=str(tmp_path / "other.txt"))
+    data.check(range(1))  # a run of the first image does not need the others
+    with pytest.raises(ConfigError, match=r"lists 1 image file\(s\) this run uses that .* does not hold \(the first: "
+                                          r"00007.png\)"):
+        data.check(range(3))
+    with pytest.raises(ConfigError, match=r"\(the first: 00007.png\)"):
+        data[1]
 
 
 @pytest.mark.fast
@@ -86,9 +91,9 @@ def test_a_missing_manifest_file_stops_the_run_in_one_sentence(make_cfg, tmp_pat
     (tmp_path / "list.txt").write_text("a.png\nmissing.png\nb.png\nc.png\n")
     with pytest.raises(ConfigError) as err:
         image_folder_run(make_cfg, root, tmp_path / "run", f"dataset.manifest={tmp_path / 'list.txt'}")
-    assert str(err.value) == (f"dataset.manifest={tmp_path / 'list.txt'} lists 1 image file(s) that {root / 'test'} "
-                              "does not hold (the first: missing.png): put them there, or set dataset.manifest=null "
-                              "to use every image in the folder.")
+    assert str(err.value) == (f"dataset.manifest={tmp_path / 'list.txt'} lists 1 image file(s) this run uses that "
+                              f"{root / 'test'} does not hold (the first: missing.png): put them there, or set "
+                              "dataset.manifest=null to use every image in the folder.")
     assert not (tmp_path / "run").exists()  # stopped before any compute or file
 
 

@@ -29,27 +29,26 @@ def manifest_file(value, key: str = "dataset.manifest") -> Path:
 MANIFEST = Check(lambda key, value: value is None or manifest_file(value, key))
 
 
-def listed(files: list[Path], folder: Path, manifest) -> list[Path]:
-    """The files the manifest names, in its order. A name is a path under ``folder`` or, without a
-    folder part, a file name found once anywhere under it (FFHQ's 00000.png in 00000/ or flat).
-    A listed file that is not there stops the run with one sentence, before any compute."""
+def listed(files: list[Path], folder: Path, manifest) -> tuple[list[Path], dict[int, str]]:
+    """The files the manifest names, in its order, and {position: name} of those that are not
+    there (a run stops on them when it would use one, ``ImageFolder.check``). A name is a path
+    under ``folder`` or, without a folder part, a file name found once anywhere under it
+    (FFHQ's 00000.png flat or in FFHQ's own 00000/)."""
     path = manifest_file(manifest)
     names = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if not names:
+        raise ConfigError(f"dataset.manifest={manifest} ({path}) lists no image files: give one file name a line.")
     by_path = {f.relative_to(folder).as_posix(): f for f in files}
     by_name = {}
     for f in files:
         by_name.setdefault(f.name, []).append(f)
-    chosen, missing = [], []
-    for name in names:
+    chosen, missing = [], {}
+    for i, name in enumerate(names):
         found = by_path.get(name) or (by_name[name][0] if len(by_name.get(name, [])) == 1 else None)
-        (chosen if found else missing).append(found or name)
-    if not names:
-        raise ConfigError(f"dataset.manifest={manifest} ({path}) lists no image files: give one file name a line.")
-    if missing:
-        raise ConfigError(f"dataset.manifest={manifest} lists {len(missing)} image file(s) that {folder} does not "
-                          f"hold (the first: {missing[0]}): put them there, or set dataset.manifest=null to use every "
-                          "image in the folder.")
-    return chosen
+        chosen.append(found or folder / name)
+        if found is None:
+            missing[i] = name
+    return chosen, missing
 
 
 def has_splits(folder: Path) -> bool:
@@ -88,8 +87,9 @@ class ImageFolder(ImageSet):
         self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS)
         if not self.files:
             raise ConfigError(f"dataset.root={root} holds no image files ({', '.join(sorted(EXTENSIONS))}).")
+        self.manifest, self.missing = manifest, {}
         if manifest is not None and split == "test":  # the train split (a fitted prior's) stays whole
-            self.files = listed(self.files, folder, manifest)
+            self.files, self.missing = listed(self.files, folder, manifest)
         self.folder = folder
         self.image_size = int(image_size)
         self.center_crop = center_crop
@@ -98,8 +98,14 @@ class ImageFolder(ImageSet):
         self.name = f"{Path(str(root)).name}-{split}"
 
     def check(self, indices) -> None:
-        """Every image that will be used can be decoded (PIL's verify reads each file once,
-        without decoding the pixels): a corrupt file stops the run before any compute."""
+        """Every image that will be used is there (a file the manifest lists and the folder does not
+        hold stops the run) and can be decoded (PIL's verify reads each file once, without decoding
+        the pixels): a missing or corrupt file stops the run before any compute."""
+        absent = [self.missing[i] for i in indices if i in self.missing]
+        if absent:
+            raise ConfigError(f"dataset.manifest={self.manifest} lists {len(absent)} image file(s) this run uses that "
+                              f"{self.folder} does not hold (the first: {absent[0]}): put them there, or set "
+                              "dataset.manifest=null to use every image in the folder.")
         for index in indices:
             try:
                 with Image.open(self.files[index]) as img:
@@ -114,6 +120,8 @@ class ImageFolder(ImageSet):
         return self.files[index].relative_to(self.folder).as_posix()
 
     def __getitem__(self, index):
+        if index in self.missing:
+            self.check([index])
         try:
             return self._read(self.files[index])
         except ConfigError:
