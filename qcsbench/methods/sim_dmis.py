@@ -28,7 +28,7 @@ def inversion_ladder(start, top: float, steps: int):
           inversion_steps=integer(1), inversion_order=choice(*ORDERS), progress=boolean(), **LADDER)
 class SIMDMIS(Method):
     """pixel_rms: a typical image's root-mean-square pixel value (the scale one bit cannot give,
-    the paper's C's); sigma_scale: a factor on the matched starting level σ* (the paper's C_s);
+    the paper's C'_s); sigma_scale: a factor on the matched starting level σ* (the paper's C_s);
     inversion_steps and inversion_order (1: DDIM inversion, 2: the two-step second-order method)
     of the way up from σ* to sigma_max; num_levels (the deterministic DDIM pass down, its last
     step the denoiser's estimate) and the ladder: geometric from sigma_max to sigma_min (null: the prior's)."""
