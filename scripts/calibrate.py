@@ -7,7 +7,7 @@
 Small problems with a random Gaussian-mixture prior (qcsbench/calibration.py), whose posterior is
 sampled exactly by Gibbs sampling (qcsbench/exact_posterior.py). Every method is built from its
 configs/method/<name>.yaml by Hydra, as run.py builds it; what changes is the prior (its short
-ladder is the one the methods use by default) and, for biht and oneshot, pixel_rms (the image
+ladder is the one the methods use by default) and, for biht, oneshot and sim_dmis, pixel_rms (the image
 scale they assume), set to the prior's. The learned methods (idm, restoregrad) carry networks
 trained for 28 x 28 MNIST images and cannot run on these problems. Every argument and method
 override is checked before the first Gibbs sweep; a bad one is one line `error: ...`, exit status 2.
@@ -36,7 +36,7 @@ CONFIGS = ROOT / "configs"
 METHODS = method_names(CONFIGS)
 LEARNED = [name for name in METHODS
            if issubclass(get_class(OmegaConf.load(CONFIGS / "method" / f"{name}.yaml")._target_), LearnedMethod)]
-POINT_ESTIMATES = {"oneshot", "biht"}
+POINT_ESTIMATES = {"oneshot", "biht", "sim_dmis"}
 
 
 def size(text: str) -> tuple[int, int]:

@@ -152,6 +152,10 @@ CASES = [
     (["method=diffpir", "quantizer=none", "noise_std=0"], "method.noise_std=null is not allowed for a noiseless channel"),
     (["method=dps", "method.guidance=foo"], "method.guidance=foo"), (["method=dps", "method.zeta=-1"], "method.zeta=-1"),
     (["method=oneshot", "method.pixel_rms=-1"], "method.pixel_rms=-1"),
+    (["method=sim_dmis", "method.pixel_rms=0"], "method.pixel_rms=0"),
+    (["method=sim_dmis", "method.sigma_scale=-1"], "method.sigma_scale=-1"),
+    (["method=sim_dmis", "method.inversion_steps=0"], "method.inversion_steps=0"),
+    (["method=sim_dmis", "method.inversion_order=3"], "method.inversion_order=3 is not allowed: use one of 1, 2."),
     (["+method.stepsize=1"], "method.stepsize is not a setting of method=qcs_sgm"),
     (["method.name=null"], "method.name=null"),
     # logger

@@ -17,7 +17,7 @@ from qcsbench.errors import ConfigError
 from qcsbench.formats import learned_file
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
 from qcsbench.methods.idm import IDM, learner
-from qcsbench.methods.oneshot import matched_back_projection
+from qcsbench.back_projection import matched_back_projection
 from qcsbench.networks.idm import IDMNet
 from qcsbench.operators.dense import gaussian
 from qcsbench.priors.trained import trained_prior

@@ -1,34 +1,17 @@
-"""OneShot (docs/math.md §6): the back-projection v = A^T y of the dequantized measurements,
-scaled to a typical image's norm and denoised by the prior from a matched noise level, as
-SIM-DMIS initialises.
-
-For A with independent rows, v = sum_m y_m a_m is a multiple of x plus roughly white noise of
-energy e = sum_m y_m^2 ||a_m||^2 (the squares of the terms; the cross terms carry the signal),
-so the signal's share of ||v||^2 is s = ||v||^2 - e. With c = r / sqrt(s) and r = pixel_rms sqrt(N),
-c v ~ x + sigma* eps with sigma* = c sqrt(e / N); then x_hat = D(c v, sigma*). No knowledge of the
-channel is used, so it serves every quantizer. NFE = 1.
+"""OneShot (docs/math.md §6): the matched back-projection c Aᵀy of the dequantized measurements
+(qcsbench.back_projection: scaled to a typical image's norm, with its noise level σ*) denoised by
+the prior once, x_hat = D(c Aᵀy, σ*). No knowledge of the channel is used, so it serves every
+quantizer. NFE = 1. SIM-DMIS starts from the same point.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
+from qcsbench.back_projection import matched_back_projection
 from qcsbench.methods.base import Method
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps
 from qcsbench.settings import boolean, number, settings
-
-
-def matched_back_projection(problem, y, pixel_rms):
-    """(c A^T y, sigma*) per image; sigma* has shape (B,)."""
-    op = problem.operator
-    v = op.adjoint(y)
-    energy = (v.reshape(v.shape[0], -1) ** 2).sum(1)
-    noise = (y**2 * op.row_norms_sq).sum(1)
-    signal = (energy - noise).clamp_min(1e-3 * energy)  # a measurement with no signal in it: huge sigma*
-    c = pixel_rms * math.sqrt(op.n) / signal.sqrt()
-    return c.view(-1, *[1] * (v.dim() - 1)) * v, c * (noise / op.n).sqrt()
 
 
 @settings("method", pixel_rms=number(0, lo_open=True), progress=boolean())

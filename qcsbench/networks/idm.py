@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from qcsbench.errors import ConfigError
 from qcsbench.learned.consistency import pseudo_inverse_step, quantized_target
-from qcsbench.methods.oneshot import matched_back_projection
+from qcsbench.back_projection import matched_back_projection
 from qcsbench.networks.score_unet import ScoreUNet, SpecOnUNet, denoise_centered
 from qcsbench.progress import steps as progress_steps
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qcsbench.errors import ConfigError
-from qcsbench.methods.oneshot import matched_back_projection
+from qcsbench.back_projection import matched_back_projection
 from qcsbench.networks.score_unet import ScoreUNet, SpecOnUNet
 from qcsbench.priors.base import geometric_sigmas
 from qcsbench.progress import steps as progress_steps
