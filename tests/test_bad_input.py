@@ -152,6 +152,9 @@ CASES = [
     (["method=diffpir", "quantizer=none", "noise_std=0"], "method.noise_std=null is not allowed for a noiseless channel"),
     (["method=dps", "method.guidance=foo"], "method.guidance=foo"), (["method=dps", "method.zeta=-1"], "method.zeta=-1"),
     (["method=oneshot", "method.pixel_rms=-1"], "method.pixel_rms=-1"),
+    (["method=red_diff", "method.lam=-1"], "method.lam=-1"), (["method=red_diff", "method.lr=0"], "method.lr=0"),
+    (["method=red_diff", "method.weighting=foo"], "method.weighting=foo"),
+    (["method=red_diff", "method.init=pinv"], "method.init=pinv"),
     (["+method.stepsize=1"], "method.stepsize is not a setting of method=qcs_sgm"),
     (["method.name=null"], "method.name=null"),
     # logger
