@@ -97,7 +97,7 @@ def gaussian_map(problem, a, prior, sigma):
     return mean + (y - mean @ a.T) @ gain.T
 
 
-@pytest.mark.fast
+@pytest.mark.in_process  # 1500 iterations: seconds, not the fast subset
 @pytest.mark.parametrize("weighting, lam", [("linear", 5.0), ("sqrt", 2.0), ("const", 1 / 0.2)])
 def test_fixed_point_on_a_gaussian_prior_and_a_linear_channel_is_the_closed_form_one(weighting, lam):
     """The deterministic variant (eps = 0 at every iteration) at one level sigma: for a Gaussian prior the
