@@ -7,6 +7,7 @@ import torch
 
 from conftest import TINY
 from qcsbench.channels import GaussianNoise, LogisticChannel, UniformQuantizer
+from qcsbench.errors import ConfigError
 from qcsbench.methods.red_diff import WEIGHTINGS, RedDiff, red_diff
 from qcsbench.operators import DenseOperator
 from qcsbench.priors import GaussianMixturePrior
@@ -135,6 +136,13 @@ def test_a_batch_gives_each_image_what_it_gets_alone():
     both = recover([0, 1])
     assert torch.allclose(both, torch.cat([recover([0]), recover([1])]), rtol=0, atol=1e-6)
     assert not torch.allclose(both[0], both[1])
+
+
+@pytest.mark.fast
+def test_a_noiseless_quantizer_is_refused_in_one_sentence():
+    problem, _ = problem_for(UniformQuantizer(2, noise_std=0.0))
+    with pytest.raises(ConfigError, match="method=red_diff is not allowed for a noiseless channel"):
+        RedDiff(progress=False).recover(problem, gaussian_prior(), 0)
 
 
 @pytest.mark.in_process

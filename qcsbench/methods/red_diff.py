@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from qcsbench.errors import ConfigError
 from qcsbench.likelihood.data_term import nll_grad
 from qcsbench.methods.base import Ladder, Method
 from qcsbench.methods.oneshot import matched_back_projection
@@ -88,6 +89,9 @@ class RedDiff(Method):
         return matched_back_projection(problem, y, self.pixel_rms)[0]
 
     def _recover(self, problem, prior, rng):
+        if problem.channel.curvature_bound() == float("inf"):
+            raise ConfigError("method=red_diff is not allowed for a noiseless channel (its likelihood is a step "
+                              "function or a point mass, with no gradient to follow): set noise_std > 0.")
         mu = red_diff(prior, self.start(problem), self.ladder.sigmas(prior), rng, problem, self.lam, self.weighting,
                       self.lr, self.progress)
         return Recovery(mu.clamp(0, 1), prior.nfe)
