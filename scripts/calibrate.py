@@ -36,7 +36,7 @@ CONFIGS = ROOT / "configs"
 METHODS = method_names(CONFIGS)
 LEARNED = [name for name in METHODS
            if issubclass(get_class(OmegaConf.load(CONFIGS / "method" / f"{name}.yaml")._target_), LearnedMethod)]
-POINT_ESTIMATES = {"oneshot", "biht", "sim_dmis"}
+POINT_ESTIMATES = {"oneshot", "biht", "sim_dmis", "red_diff"}  # red_diff returns the mean mu of its q(x), not a draw
 
 
 def size(text: str) -> tuple[int, int]:

@@ -156,6 +156,9 @@ CASES = [
     (["method=sim_dmis", "method.sigma_scale=-1"], "method.sigma_scale=-1"),
     (["method=sim_dmis", "method.inversion_steps=0"], "method.inversion_steps=0"),
     (["method=sim_dmis", "method.inversion_order=3"], "method.inversion_order=3 is not allowed: use one of 1, 2."),
+    (["method=red_diff", "method.lam=-1"], "method.lam=-1"), (["method=red_diff", "method.lr=0"], "method.lr=0"),
+    (["method=red_diff", "method.weighting=foo"], "method.weighting=foo"),
+    (["method=red_diff", "method.init=pinv"], "method.init=pinv"),
     (["+method.stepsize=1"], "method.stepsize is not a setting of method=qcs_sgm"),
     (["method.name=null"], "method.name=null"),
     # logger

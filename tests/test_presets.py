@@ -104,7 +104,8 @@ def test_ffhq_qcs_sgm_presets_run(make_cfg, tmp_path, preset, bits):
     assert recon.shape == (1, 3, 256, 256)
 
 
-@pytest.mark.parametrize("method,extra,nfe", [("diff_onebit", [], 3), ("sim_dmis", ["method.inversion_steps=2"], 5)])
+@pytest.mark.parametrize("method,extra,nfe", [("diff_onebit", [], 3), ("sim_dmis", ["method.inversion_steps=2"], 5),
+                                             ("red_diff", [], 3)])
 def test_onebit_ffhq_table_preset_runs(make_cfg, tmp_path, method, extra, nfe):
     # the ADM FFHQ layout at a quarter of its width; n/m = 4096 keeps the dense A at 48 rows
     narrow = dict(image_size=256, in_channels=3, num_channels=32, num_res_blocks=1, channel_mult="",
