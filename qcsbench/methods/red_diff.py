@@ -20,10 +20,10 @@ import math
 
 import torch
 
+from qcsbench.back_projection import matched_back_projection
 from qcsbench.errors import ConfigError
 from qcsbench.likelihood.data_term import nll_grad
 from qcsbench.methods.base import Ladder, Method
-from qcsbench.back_projection import matched_back_projection
 from qcsbench.problem import Recovery
 from qcsbench.progress import steps
 from qcsbench.settings import LADDER, boolean, choice, descending_ladder, number, settings
