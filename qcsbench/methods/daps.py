@@ -21,7 +21,7 @@ class DAPS(Method):
     own, the posterior DAPS aims at)."""
 
     def __init__(self, name="daps", num_levels=200, ode_steps=5, ode_sigma_min=None, langevin_steps=100,
-                 step_ratio=0.1, surrogate_std=None, sigma_max=None, sigma_min=None, progress=True):
+                 step_ratio=0.5, surrogate_std=None, sigma_max=None, sigma_min=None, progress=True):
         self.name = name
         self.ode_steps, self.ode_sigma_min = int(ode_steps), ode_sigma_min
         self.langevin_steps, self.step_ratio, self.surrogate_std = int(langevin_steps), float(step_ratio), surrogate_std

@@ -42,7 +42,7 @@ def ode_x0(prior, x, sigma: float, num_steps: int, sigma_min: float):
 
 
 @torch.no_grad()
-def daps(prior, x, sigmas, rng, problem, ode_steps=5, ode_sigma_min=0.01, langevin_steps=100, step_ratio=0.1,
+def daps(prior, x, sigmas, rng, problem, ode_steps=5, ode_sigma_min=0.01, langevin_steps=100, step_ratio=0.5,
          extra_var=0.0, progress=True, callback=None):
     """Run the loop from x = x_T down the annealing ladder ``sigmas``; returns the last level's x0.
     Each level's Langevin step is step_ratio times the largest stable one for its tie (``tied_step``).
