@@ -1,6 +1,6 @@
 """The sampling loops, one module per family, each a pure function called like k-diffusion's
 samplers: ``sampler(prior, x, sigmas, rng, ..., callback=None) -> x`` from the start state x down
-the noise ladder sigmas (annealed Langevin, half-quadratic splitting, DPS).
+the noise ladder sigmas (annealed Langevin, half-quadratic splitting, DPS, DAPS).
 
 ``callback``, when given, is called at every network evaluation with a dict: ``i`` (the step),
 ``sigma``, ``x`` (the state the network sees) and what the network gave (``denoised`` or
