@@ -104,16 +104,20 @@ def test_ffhq_qcs_sgm_presets_run(make_cfg, tmp_path, preset, bits):
     assert recon.shape == (1, 3, 256, 256)
 
 
-@pytest.mark.parametrize("method,extra,nfe", [("diff_onebit", [], 3), ("sim_dmis", ["method.inversion_steps=2"], 5),
-                                             ("red_diff", [], 3)])
-def test_onebit_ffhq_table_preset_runs(make_cfg, tmp_path, method, extra, nfe):
+# each method of the table in a few network calls: 3 levels (DAPS with one ODE step each)
+TABLE_METHODS = [(["method=diff_onebit"], 3), (["method=sim_dmis", "method.inversion_steps=2"], 5),
+                 (["method=red_diff"], 3), (["method=daps", "method.ode_steps=1", "method.langevin_steps=2"], 3)]
+
+
+@pytest.mark.parametrize("method,nfe", TABLE_METHODS, ids=lambda v: v[0] if isinstance(v, list) else str(v))
+def test_onebit_ffhq_table_preset_runs(make_cfg, tmp_path, method, nfe):
     # the ADM FFHQ layout at a quarter of its width; n/m = 4096 keeps the dense A at 48 rows
     narrow = dict(image_size=256, in_channels=3, num_channels=32, num_res_blocks=1, channel_mult="",
                   attention_resolutions="16", num_heads=4, num_head_channels=32, learn_sigma=True)
     adm_file(tmp_path / "adm.pt", **narrow)
-    cfg, summary, recon = run_preset(make_cfg, tmp_path, "+experiment=onebit_ffhq256_table", f"method={method}",
+    cfg, summary, recon = run_preset(make_cfg, tmp_path, "+experiment=onebit_ffhq256_table", *method,
                                      "n_over_m=4096", f"dataset.root={image_folder(tmp_path / 'ffhq', 256, 256, 1)}",
                                      f"prior.checkpoint={tmp_path / 'adm.pt'}", "prior.num_channels=32",
-                                     "prior.num_head_channels=32", "num_images=1", *FEW_LEVELS, *extra)
+                                     "prior.num_head_channels=32", "num_images=1", *FEW_LEVELS)
     assert (summary["m"], summary["noise_std"], summary["nfe"]) == (48, 0.5, nfe) and cfg.prior.name == "adm_ffhq"
     assert recon.shape == (1, 3, 256, 256)

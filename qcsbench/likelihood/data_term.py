@@ -12,6 +12,15 @@ import torch
 from qcsbench.problem import Problem
 
 
+def surrogate_var(channel, surrogate_std) -> float:
+    """The extra variance that widens the channel's likelihood to a surrogate of noise level
+    surrogate_std (None: 0, the channel's own). A surrogate only widens: where the channel's noise
+    is already wider (sigma = 0.5 in the FFHQ table) its own likelihood is used."""
+    if surrogate_std is None:
+        return 0.0
+    return max(0.0, surrogate_std**2 - channel.noise_std**2)
+
+
 def nll(problem: Problem, x: torch.Tensor, extra_var=0.0) -> torch.Tensor:
     """L(x) per image, shape (B,). extra_var > 0 widens the likelihood (a smoother surrogate)."""
     z = problem.operator.forward(x)

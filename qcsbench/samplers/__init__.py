@@ -1,6 +1,6 @@
 """The sampling loops, one module per family, each a pure function called like k-diffusion's
 samplers: ``sampler(prior, x, sigmas, rng, ..., callback=None) -> x`` from the start state x down
-the noise ladder sigmas (annealed Langevin, half-quadratic splitting, DPS). ``ode.ode_path(prior, x,
+the noise ladder sigmas (annealed Langevin, half-quadratic splitting, DPS, DAPS). ``ode.ode_path(prior, x,
 sigmas, order)`` integrates the deterministic probability-flow ODE along any ladder, down or up.
 
 ``callback``, when given, is called at every network evaluation with a dict: ``i`` (the step),
