@@ -17,7 +17,7 @@ from qcsbench.runner import run
 
 COMPOSITION = [
     (["method=foo"], "method=foo is not an option of method: use one of ald, biht, diff_onebit, diffpir, dps, idm, "
-                     "oneshot, qcs_sgm, qcs_sgm_plus, restoregrad."),
+                     "oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_plus, restoregrad."),
     (["+experiment=foo"], "experiment=foo is not an option of experiment: use one of onebit_ffhq256_table,"),
     (["method=dps", "method.foo=1"], "method.foo is not a setting of method=dps: use one of name, num_levels,"),
     (["foo=1"], "foo is not a setting of the config: use one of dataset, prior,"),
@@ -58,7 +58,7 @@ def test_a_current_folder_nothing_can_be_written_in_stops_before_hydra_makes_the
 @pytest.mark.e2e
 @pytest.mark.parametrize("args,line", [
     (["method=foo"], "error: method=foo is not an option of method: use one of ald, biht, diff_onebit, diffpir, dps, "
-                     "idm, oneshot, qcs_sgm, qcs_sgm_plus, restoregrad."),
+                     "idm, oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_plus, restoregrad."),
     (["-m", "method.gamma=1,2", "+method.foo=1,2", "method=qcs_sgm,dps"], "error: method.gamma is not a setting of method"),
     (["+profile=tiny"], "error: profile is not a setting (no config group or top-level key has that name): use one of"),
 ])

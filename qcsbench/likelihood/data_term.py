@@ -12,6 +12,14 @@ import torch
 from qcsbench.problem import Problem
 
 
+def surrogate_var(surrogate_std, channel) -> float:
+    """The extra variance that widens the channel's likelihood to a surrogate of width
+    ``surrogate_std``: none where that is null or the channel's noise is already as wide."""
+    if surrogate_std is None:
+        return 0.0
+    return max(0.0, surrogate_std**2 - channel.noise_std**2)
+
+
 def nll(problem: Problem, x: torch.Tensor, extra_var=0.0) -> torch.Tensor:
     """L(x) per image, shape (B,). extra_var > 0 widens the likelihood (a smoother surrogate)."""
     z = problem.operator.forward(x)

@@ -3,6 +3,7 @@ with the channel's own likelihood as the data term (probit for quantized data, l
 logistic channel), minimised by a few gradient steps at each diffusion level."""
 from __future__ import annotations
 
+from qcsbench.likelihood.data_term import surrogate_var
 from qcsbench.samplers.hqs import gradient_prox, hqs_diffusion, stable_step
 from qcsbench.methods.base import Ladder, Method
 from qcsbench.problem import Recovery
@@ -31,9 +32,7 @@ class DiffOneBit(Method):
         """The surrogate's width as extra variance over the channel's noise. A surrogate only
         widens the likelihood: where the channel's noise is already wider (sigma = 0.5 in the
         FFHQ table) its own likelihood is used, as with surrogate_std = null."""
-        if self.surrogate_std is None:
-            return 0.0
-        return max(0.0, self.surrogate_std**2 - channel.noise_std**2)
+        return surrogate_var(self.surrogate_std, channel)
 
     def _recover(self, problem, prior, rng):
         sigmas = self.ladder.sigmas(prior)
