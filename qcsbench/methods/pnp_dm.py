@@ -33,7 +33,7 @@ class PnPDM(Method):
     number of levels below rho_k); surrogate_std: widen the likelihood to this width where the
     channel's noise is narrower (null: the channel's own, the exact posterior)."""
 
-    def __init__(self, name="pnp_dm", iterations=40, rho_max=5.0, rho_decay=0.85, rho_min=0.1, langevin_steps=20,
+    def __init__(self, name="pnp_dm", iterations=25, rho_max=1.0, rho_decay=0.8, rho_min=0.02, langevin_steps=20,
                  step_ratio=0.5, eta=1.0, surrogate_std=None, sigma_max=None, sigma_min=None, num_levels=50,
                  progress=True):
         self.name, self.iterations = name, int(iterations)
