@@ -100,22 +100,3 @@ def test_runs_end_to_end(make_cfg, tmp_path, method, bits):
     assert summary["nfe"] == sum(len(prior_levels(rho, ladder)) - 1 for rho in rhos)
     assert summary["num_diverged"] == 0 and summary["psnr_mean"] > 8.0, summary
 
-
-@pytest.mark.in_process
-def test_pnp_onebit_composes_with_the_onebit_ffhq_table_preset(make_cfg, tmp_path):
-    """The FFHQ 256 table's preset with method=pnp_onebit, shrunk as tests/test_presets.py shrinks it:
-    one sweep, one Langevin step, a coupling of 1 (a random-weight network stays finite below sigma = 1)."""
-    from tests.prior_files import adm_file
-    from tests.test_presets import FEW_LEVELS, image_folder, run_preset
-
-    narrow = dict(image_size=256, in_channels=3, num_channels=32, num_res_blocks=1, channel_mult="",
-                  attention_resolutions="16", num_heads=4, num_head_channels=32, learn_sigma=True)
-    adm_file(tmp_path / "adm.pt", **narrow)
-    cfg, summary, recon = run_preset(make_cfg, tmp_path, "+experiment=onebit_ffhq256_table", "method=pnp_onebit",
-                                     "n_over_m=4096", f"dataset.root={image_folder(tmp_path / 'ffhq', 256, 256, 1)}",
-                                     f"prior.checkpoint={tmp_path / 'adm.pt'}", "prior.num_channels=32",
-                                     "prior.num_head_channels=32", "num_images=1", *FEW_LEVELS, "method.iterations=1",
-                                     "method.langevin_steps=1", "method.rho_max=1.0")
-    # one sweep at rho = 1: the start level and the two ladder levels below it
-    assert (summary["m"], summary["noise_std"], summary["nfe"]) == (48, 0.5, 3) and cfg.method.name == "pnp_onebit"
-    assert recon.shape == (1, 3, 256, 256)

@@ -102,14 +102,21 @@ def test_ffhq_qcs_sgm_presets_run(make_cfg, tmp_path, preset, bits):
     assert recon.shape == (1, 3, 256, 256)
 
 
-def test_onebit_ffhq_table_preset_runs(make_cfg, tmp_path):
+# Each method of the table, shrunk to three network calls: pnp_onebit's one sweep at coupling 1 calls the
+# network at rho = 1 and at the two ladder levels below it.
+TABLE_METHODS = {"diff_onebit": [], "pnp_onebit": ["method.iterations=1", "method.langevin_steps=1", "method.rho_max=1.0"]}
+
+
+@pytest.mark.parametrize("method", sorted(TABLE_METHODS))
+def test_onebit_ffhq_table_preset_runs(make_cfg, tmp_path, method):
     # the ADM FFHQ layout at a quarter of its width; n/m = 4096 keeps the dense A at 48 rows
     narrow = dict(image_size=256, in_channels=3, num_channels=32, num_res_blocks=1, channel_mult="",
                   attention_resolutions="16", num_heads=4, num_head_channels=32, learn_sigma=True)
     adm_file(tmp_path / "adm.pt", **narrow)
-    cfg, summary, recon = run_preset(make_cfg, tmp_path, "+experiment=onebit_ffhq256_table", "method=diff_onebit",
+    cfg, summary, recon = run_preset(make_cfg, tmp_path, "+experiment=onebit_ffhq256_table", f"method={method}",
                                      "n_over_m=4096", f"dataset.root={image_folder(tmp_path / 'ffhq', 256, 256, 1)}",
                                      f"prior.checkpoint={tmp_path / 'adm.pt'}", "prior.num_channels=32",
-                                     "prior.num_head_channels=32", "num_images=1", *FEW_LEVELS)
+                                     "prior.num_head_channels=32", "num_images=1", *FEW_LEVELS,
+                                     *TABLE_METHODS[method])
     assert (summary["m"], summary["noise_std"], summary["nfe"]) == (48, 0.5, 3) and cfg.prior.name == "adm_ffhq"
     assert recon.shape == (1, 3, 256, 256)
