@@ -13,7 +13,7 @@ from qcsbench.problem import Problem
 from qcsbench.randomness import BatchRandom
 from qcsbench.samplers.tied_langevin import tied_langevin, tied_step
 
-CHAINS = 20000
+CHAINS = 10000
 SHAPE = (1, 2, 2)
 
 
@@ -28,7 +28,7 @@ def gaussian_problem(chains, noise_std=0.7):
 @pytest.mark.fast
 def test_the_chain_samples_the_closed_form_gaussian_target():
     problem, a, y = gaussian_problem(CHAINS)
-    s, tau = problem.channel.noise_std, 0.9
+    s, tau = problem.channel.noise_std, 0.4
     centre = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64)
     precision = a.T @ a / s**2 + torch.eye(4, dtype=torch.float64) / tau**2
     cov = torch.linalg.inv(precision)
