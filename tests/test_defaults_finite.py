@@ -18,11 +18,12 @@ from qcsbench.setup import build
 pytestmark = pytest.mark.in_process
 
 BITS = [1, 2, 3, 4, 8, 16]
-METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot", "sim_dmis"]
+METHODS = ["qcs_sgm", "qcs_sgm_plus", "diff_onebit", "dps", "diffpir", "ald", "biht", "oneshot", "sim_dmis", "pnp_dm"]
 LANGEVIN = dict(num_levels=30, steps_per_level=2)
 SHORT = {"qcs_sgm": LANGEVIN, "qcs_sgm_plus": dict(num_levels=10, steps_per_level=2), "ald": LANGEVIN,
          "diff_onebit": dict(num_levels=10), "dps": dict(num_levels=10), "diffpir": dict(num_levels=10),
-         "biht": {}, "oneshot": {}, "sim_dmis": dict(inversion_steps=5, num_levels=10)}
+         "biht": {}, "oneshot": {}, "sim_dmis": dict(inversion_steps=5, num_levels=10),
+         "pnp_dm": dict(iterations=6, num_levels=10, langevin_steps=10)}
 # Mean PSNR of the two digits, dB: about 1.5 below the lowest of the six bit depths (measured, in
 # brackets). An all-black guess scores 9.5 and uniform noise 4.9, so each floor but QCS-SGM+'s fails a
 # recovery of zeros; QCS-SGM+ gets 10 levels only (its EP sweeps at 16 bits cost the most) and is
@@ -35,7 +36,8 @@ FLOOR = {"qcs_sgm": 12.0,  # [13.2 at 1 bit, 16.7 at 4]
          "ald": 10.5,  # [11.7 at 1 bit, 12.6 at 4 to 16]
          "biht": 9.9,  # [10.4 at every bit depth: it reads only the signs]
          "oneshot": 16.0,  # [17.7 at 1 bit, 19.0 at 8]
-         "sim_dmis": 15.2}  # [16.8 at 1 bit, 17.6 at 4 to 16]
+         "sim_dmis": 15.2,  # [16.8 at 1 bit, 17.6 at 4 to 16]
+                  "pnp_dm": 10.6}  # [12.1 at 1 bit, 17.8 at 8; one posterior draw, below the point estimates]
 INDICES = [0, 1]
 
 

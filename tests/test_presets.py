@@ -106,7 +106,9 @@ def test_ffhq_qcs_sgm_presets_run(make_cfg, tmp_path, preset, bits):
 
 # each method of the table in a few network calls: 3 levels (DAPS with one ODE step each)
 TABLE_METHODS = [(["method=diff_onebit"], 3), (["method=sim_dmis", "method.inversion_steps=2"], 5),
-                 (["method=red_diff"], 3), (["method=daps", "method.ode_steps=1", "method.langevin_steps=2"], 3)]
+                 (["method=red_diff"], 3), (["method=daps", "method.ode_steps=1", "method.langevin_steps=2"], 3),
+                 # pnp_onebit's one sweep at coupling 1 calls the network at rho = 1 and the two ladder levels below
+                 (["method=pnp_onebit", "method.iterations=1", "method.langevin_steps=1", "method.rho_max=1.0"], 3)]
 
 
 @pytest.mark.parametrize("method,nfe", TABLE_METHODS, ids=lambda v: v[0] if isinstance(v, list) else str(v))
