@@ -37,7 +37,7 @@ FLOOR = {"qcs_sgm": 12.0,  # [13.2 at 1 bit, 16.7 at 4]
          "biht": 9.9,  # [10.4 at every bit depth: it reads only the signs]
          "oneshot": 16.0,  # [17.7 at 1 bit, 19.0 at 8]
          "sim_dmis": 15.2,  # [16.8 at 1 bit, 17.6 at 4 to 16]
-                  "pnp_dm": 10.6}  # [12.1 at 1 bit, 17.8 at 8; one posterior draw, below the point estimates]
+         "pnp_dm": 10.6}  # [12.1 at 1 bit, 17.8 at 8; one posterior draw, below the point estimates]
 INDICES = [0, 1]
 
 
