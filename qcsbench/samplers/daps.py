@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from qcsbench.progress import steps
+from qcsbench.samplers.ode import ode_path
 from qcsbench.samplers.tied_langevin import tied_langevin, tied_step
 
 
@@ -30,15 +31,11 @@ def edm_sigmas(sigma_max: float, sigma_min: float, num: int, rho: float = 7.0) -
 
 def ode_x0(prior, x, sigma: float, num_steps: int, sigma_min: float):
     """DAPS's x0 estimate: ``num_steps`` Euler steps of the probability-flow ODE from sigma down to
-    0, on the EDM grid from sigma to sigma_min followed by 0. An Euler step from s to s' is
-    x <- D + (s' / s)(x - D), D = D(x, s), so the last one (to 0) returns the denoiser's output and
-    num_steps = 1 is Tweedie's estimate D(x, sigma). A level at or below sigma_min takes that one step."""
+    0, on the EDM grid from sigma to sigma_min followed by 0. An Euler step is DDIM's
+    (``samplers.ode``), so the last one (to 0) returns the denoiser's output and num_steps = 1 is
+    Tweedie's estimate D(x, sigma). A level at or below sigma_min takes that one step."""
     grid = edm_sigmas(sigma, sigma_min, num_steps) if sigma > sigma_min else [sigma]
-    grid.append(0.0)
-    for s, nxt in zip(grid[:-1], grid[1:]):
-        d = prior.denoise(x, s)
-        x = d + (nxt / s) * (x - d)
-    return x
+    return ode_path(prior, x, grid + [0.0])
 
 
 @torch.no_grad()
