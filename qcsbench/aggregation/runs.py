@@ -51,7 +51,7 @@ def settings_of(config: dict) -> dict:
     """The flattened config less the keys that are not settings (result_keys.is_setting);
     ``group._target_`` becomes ``group`` (the group's ``name`` where it has one, else the
     target's last dotted part)."""
-    flat = {k: v for k, v in flatten(config).items() if result_keys.is_setting(k)}
+    flat = {k: v for k, v in flatten(config).items() if result_keys.is_setting(k, v)}
     for key in [k for k in flat if k.endswith("._target_")]:
         group = key[: -len("._target_")]
         target = flat.pop(key)

@@ -35,6 +35,8 @@ def matched_back_projection(problem, y, pixel_rms):
 class OneShot(Method):
     """pixel_rms: the root-mean-square pixel value of a typical image (MNIST train 0.31)."""
 
+    point_estimate = True
+
     def __init__(self, name="oneshot", pixel_rms=0.31, progress=True):
         self.name, self.pixel_rms, self.progress = name, float(pixel_rms), progress
 
