@@ -11,8 +11,8 @@ others are drawn). Each user leaves them out, with one difference each, on purpo
 - the aggregation (``qcsbench.aggregation.runs``) leaves them out of a run's settings except
   ``MEAN_OF``: ``num_images`` and ``num_samples`` change no image's result, but a mean over 4 images
   is not a mean over 16, and the mean of 8 samples is another estimate than one sample, so such
-  runs are not averaged together; ``num_samples`` is a setting only where it is not 1
-  (``DEFAULTS``), so the runs from before it existed are the same setting as those after;
+  runs are not averaged together; a run whose config lacks ``num_samples`` (made before it existed)
+  has the 1 it ran with (``DEFAULTS``);
 - config.yaml's ``hydra.job.config.override_dirname.exclude_keys``, the overrides left out of a
   W&B run's name, lists ``RUN_NAME_EXCLUDED``: the keys below as a command line names them
   (YAML cannot import this module; tests/test_bookkeeping.py checks that the two lists are equal).
@@ -34,7 +34,7 @@ NOT_RESULT = (
 )
 # Part of no image's result, but of a mean over images or samples: the aggregation keeps them as settings.
 MEAN_OF = ("num_images", "num_samples")
-# Keys added after runs were made without them, at the value those runs had: no setting there.
+# Settings added after runs were made without them, at the value those runs had (the aggregation fills them in).
 DEFAULTS = {"num_samples": 1}
 # The logger's mode is typed on its own (logger.mode=online) and names no result either; Hydra's own
 # overrides never enter a run's name.
@@ -46,10 +46,9 @@ def covered(key: str, keys=NOT_RESULT) -> bool:
     return any(key == k or key.startswith(k + ".") for k in keys)
 
 
-def is_setting(key: str, value=None) -> bool:
-    """Whether a run's flattened config key, at ``value``, says what was run (the aggregation's settings)."""
-    return not covered(key, [k for k in NOT_RESULT if k not in MEAN_OF]) and not (key in DEFAULTS
-                                                                                  and value == DEFAULTS[key])
+def is_setting(key: str) -> bool:
+    """Whether a run's flattened config key says what was run (the aggregation's settings)."""
+    return not covered(key, [k for k in NOT_RESULT if k not in MEAN_OF])
 
 
 def without_non_results(config: dict) -> dict:
