@@ -115,12 +115,14 @@ def test_several_samples_of_a_point_estimate_are_refused_in_one_sentence(make_cf
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()  # nothing was built
 
 
+SHORT = dict(num_levels=5, steps=2, iterations=20)  # a method's ladder, sampling steps or iterations, cut
+
+
 def shortened(make_cfg, method):
-    """The tiny experiment with ``method``, its ladder (where it has one) cut to five levels."""
+    """The tiny experiment with ``method``, made short where the method has one of the knobs of SHORT."""
     cfg = make_cfg(*TINY, f"method={method}", "num_images=1")
-    if "num_levels" in cfg.method:
-        cfg = make_cfg(*TINY, f"method={method}", "num_images=1", "method.num_levels=5")
-    return cfg
+    return make_cfg(*TINY, f"method={method}", "num_images=1",
+                    *(f"method.{key}={value}" for key, value in SHORT.items() if key in cfg.method))
 
 
 @pytest.mark.in_process
