@@ -34,6 +34,7 @@ from qcsbench.operators.dense import haar_orthonormal_columns
 from qcsbench.priors import GaussianMixturePrior, geometric_sigmas
 from qcsbench.problem import Problem
 from qcsbench.randomness import MEASUREMENT, SAMPLER, ImageRandom, seed_for
+from qcsbench.spread import coverage
 
 # The framework's default ladder (50 -> 0.01 in 232 levels) sets the density of the short ladders:
 # the same ratio between neighbouring levels, over the range the small prior needs.
@@ -154,9 +155,8 @@ def figures(samples: torch.Tensor, exact: torch.Tensor, truth: torch.Tensor) -> 
     out.update(mean_error=float((mean - exact_mean).norm() / exact_trace.sqrt()),
                spread=float((var.sum() / exact_trace).sqrt()), mse=float(((mean - truth) ** 2).mean()))
     if bool((var > 0).any()):
-        lo, hi = torch.quantile(samples, torch.tensor([0.05, 0.95], dtype=samples.dtype), dim=0)
         out["z2"] = float(((truth - mean) ** 2 / var).mean())
-        out["coverage"] = float(((truth >= lo) & (truth <= hi)).double().mean())
+        out["coverage"] = coverage(samples, truth)
     return out
 
 

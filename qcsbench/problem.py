@@ -35,6 +35,10 @@ class Problem:
     def batch_size(self) -> int:
         return self.measurement.y.shape[0]
 
+    def select(self, rows) -> "Problem":
+        """The problem of these rows of the batch (a row given twice is measured once, recovered twice)."""
+        return Problem(self.operator, self.channel, self.measurement.select(rows))
+
     def back_projection(self) -> torch.Tensor:
         """A^T y: what the measurements say before any prior."""
         return self.operator.adjoint(self.channel.dequantize(self.measurement))

@@ -3,6 +3,10 @@
 Every image gets its own ``torch.Generator`` seeded from (seed, image index, purpose):
 the measurement noise of image 7 is the same whether it is measured alone or in a
 batch of 64, and the sampler's noise never shares a stream with the measurement's.
+With several samples per image (``num_samples``), sample s of image i draws its sampler
+noise from (seed, i, SAMPLER, s), sample 0 from (seed, i, SAMPLER): the stream a run with
+one sample has always used. So a sample depends on neither the number of samples nor the
+batch it is drawn in.
 """
 from __future__ import annotations
 
@@ -20,15 +24,22 @@ def seed_for(*keys: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-class ImageRandom:
-    """A batch of per-image generators that draws tensors of shape (B, *shape)."""
+def sample_seed(seed: int, index: int, purpose: int, sample: int = 0) -> int:
+    """The seed of sample ``sample`` of image ``index``; sample 0's is the image's own stream."""
+    return seed_for(seed, index, purpose, *([sample] if sample else []))
 
-    def __init__(self, seed: int, indices, purpose: int, device="cpu"):
+
+class ImageRandom:
+    """A batch of per-image generators that draws tensors of shape (B, *shape). ``samples``: the
+    sample each row is (several recoveries of one image, each from its own stream); None: all 0."""
+
+    def __init__(self, seed: int, indices, purpose: int, device="cpu", samples=None):
         self.device = torch.device(device)
         self.generators = []
-        for index in indices:
+        indices = list(indices)
+        for index, sample in zip(indices, [0] * len(indices) if samples is None else samples, strict=True):
             g = torch.Generator(device=self.device)
-            g.manual_seed(seed_for(seed, index, purpose))
+            g.manual_seed(sample_seed(seed, index, purpose, sample))
             self.generators.append(g)
 
     def __len__(self) -> int:

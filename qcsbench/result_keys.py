@@ -2,14 +2,17 @@
 
 An image's result depends on the data, the prior, the operator, the channel, the method and the
 seeds. The keys in ``NOT_RESULT`` only say how a run is shown, where it reads and writes, how it is
-computed (per-image random streams make a result independent of the batch), or how many images it
-takes. Each user leaves them out, with one difference each, on purpose:
+computed (per-image random streams make a result independent of the batch), or how many images and
+samples of each image it takes (each sample has its own stream, so it does not depend on how many
+others are drawn). Each user leaves them out, with one difference each, on purpose:
 
 - the store (``store.result_key``) leaves all of them out of a result's key; the batch size goes
   back in where a method or a channel couples the images of a batch (``couples_batch``);
 - the aggregation (``qcsbench.aggregation.runs``) leaves them out of a run's settings except
-  ``num_images``: it changes no image's result, but a mean over 4 images is not a mean over 16,
-  so runs with different numbers of images are not averaged together;
+  ``MEAN_OF``: ``num_images`` and ``num_samples`` change no image's result, but a mean over 4 images
+  is not a mean over 16, and the mean of 8 samples is another estimate than one sample, so such
+  runs are not averaged together; a run whose config lacks ``num_samples`` (made before it existed)
+  has the 1 it ran with (``DEFAULTS``);
 - config.yaml's ``hydra.job.config.override_dirname.exclude_keys``, the overrides left out of a
   W&B run's name, lists ``RUN_NAME_EXCLUDED``: the keys below as a command line names them
   (YAML cannot import this module; tests/test_bookkeeping.py checks that the two lists are equal).
@@ -27,10 +30,12 @@ NOT_RESULT = (
     "logger", "method.progress", "optimized_metric",  # how a run is shown, logged or searched
     "results_dir", "cache_dir", "prior.cache_dir", "run_dir", "hydra",  # where it reads and writes
     "device", "batch_size", "resume",  # how it is computed
-    "num_images",  # how many images: each image's result is the same, their mean is not
+    "num_images", "num_samples",  # how many images and samples: each one's result is the same, their mean is not
 )
-# Part of no image's result, but of a mean over images: the aggregation keeps it as a setting.
-MEAN_OF = ("num_images",)
+# Part of no image's result, but of a mean over images or samples: the aggregation keeps them as settings.
+MEAN_OF = ("num_images", "num_samples")
+# Settings added after runs were made without them, at the value those runs had (the aggregation fills them in).
+DEFAULTS = {"num_samples": 1}
 # The logger's mode is typed on its own (logger.mode=online) and names no result either; Hydra's own
 # overrides never enter a run's name.
 RUN_NAME_EXCLUDED = tuple(k for k in NOT_RESULT if k != "hydra") + ("logger.mode",)

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from qcsbench import files, fingerprint, metrics, progress, tracking
+from qcsbench import files, fingerprint, metrics, progress, spread, tracking
 from qcsbench.errors import ConfigError, unwritable
 from qcsbench.resolvers import channel_label
 from qcsbench.problem import summarize_stats
@@ -42,6 +42,8 @@ def job_identity(cfg, described: dict) -> dict:
             f"operator={operator['name']}", f"dataset={described['dataset']['name']}"]
     if "bits" in channel:
         tags.append(f"bits={channel['bits']}")
+    if cfg.get("num_samples", 1) > 1:  # not in the name (result_keys.RUN_NAME_EXCLUDED), so a tag
+        tags.append(f"num_samples={cfg.num_samples}")
     label = channel_label(cfg.quantizer._target_, cfg.bits)  # the same word as the run folder's name
     name, group = f"{method['name']}-{label}-m{operator['m']}", None
     if HydraConfig.initialized():
@@ -53,25 +55,30 @@ def job_identity(cfg, described: dict) -> dict:
     return dict(name=name, group=group, tags=tags)
 
 
-def summarize(records: list[dict], computed: set, cfg, described: dict, profile: metrics.Profile) -> dict:
-    """Metrics over all images (as ``profile`` defines them); time over the images this run
-    computed (a resumed image's seconds were measured elsewhere, perhaps on another machine).
-    Settings are the built components' own (``described``), not the config's."""
-    rows = [r["row"] for r in records]
+def summarize(rows: list[dict], records: list[dict], computed: set, cfg, described: dict,
+              profile: metrics.Profile) -> dict:
+    """Metrics over all images (``rows``, one per image, as ``profile`` defines them); costs over their recoveries (``records``,
+    one per image and sample), time over the recoveries this run computed (a resumed one's seconds
+    were measured elsewhere, perhaps on another machine). Settings are the built components' own
+    (``described``), not the config's."""
     ok = [row for row in rows if row["status"] == "ok"]
-    seconds = sum(r["seconds"] for r in records if r["index"] in computed)
+    seconds = sum(r["seconds"] for r in records if (r["index"], r.get("sample", 0)) in computed)
+    samples = cfg.get("num_samples", 1)
     channel = described["quantizer"]
     out = dict(num_images=len(rows), num_diverged=len(rows) - len(ok), nfe=max(r["nfe"] for r in records),
-               num_computed=len(computed), seconds=seconds,
-               seconds_per_image=seconds / len(computed) if computed else None,
+               num_samples=samples, num_computed=len(computed), seconds=seconds,
+               seconds_per_image=seconds * samples / len(computed) if computed else None,
                method=described["method"]["name"], quantizer=channel["name"], bits=channel.get("bits"),
                m=described["operator"]["m"], operator=described["operator"]["name"],
                noise_std=channel["noise_std"], seed=cfg.seed, dataset=described["dataset"]["name"],
                prior=described["prior"]["name"], components=described, metric_profile=profile.describe())
-    for name in profile.names:
-        values = np.array([row[name] for row in ok], dtype=np.float64)
+    sampled = (*(f"{name}_single" for name in profile.names), *spread.STATISTICS) if samples > 1 else ()
+    for name in (*profile.names, *sampled):
+        values = np.array([row[name] for row in ok if row[name] is not None], dtype=np.float64)
         out[f"{name}_mean"] = tracking.finite_or_none(values.mean()) if len(values) else None
         out[f"{name}_std"] = tracking.finite_or_none(values.std()) if len(values) else None
+    if samples > 1:
+        out["num_samples_diverged"] = sum(row["samples_diverged"] for row in rows)
     return out
 
 
@@ -87,29 +94,66 @@ def metric_rows(indices, x_hat: torch.Tensor, x: torch.Tensor, profile: metrics.
     return rows
 
 
-def recover_batch(setup: Setup, indices) -> list[dict]:
-    """Measure and recover one batch; one record per image (metrics row, recovery, A^T y, cost, and
-    the fingerprint of the test image it was computed from)."""
+def unit_label(unit) -> str:
+    """A recovery (image, sample) as the log names it: the image, with /sample after the first sample."""
+    index, sample = unit
+    return f"{index}/{sample}" if sample else f"{index}"
+
+
+def recover_batch(setup: Setup, units) -> list[dict]:
+    """Measure the batch's images and recover each of ``units`` (image, sample) from its image's y, with
+    the sample's own sampler stream; one record per unit (metrics row, recovery, A^T y, cost, and the
+    fingerprint of the test image it was computed from)."""
+    indices = list(dict.fromkeys(index for index, _ in units))
     problem, x = setup.problem(indices)
+    positions = [indices.index(index) for index, _ in units]
+    if positions != list(range(len(indices))):  # several samples of an image: its one y, once per sample
+        problem, x = problem.select(positions), x[positions]
     device = setup.device
     tic = time.perf_counter()
     prior = setup.prior if setup.method.needs_prior else None
-    result = setup.method.recover(problem, prior, ImageRandom(setup.cfg.seed, indices, SAMPLER, device))
+    stream = ImageRandom(setup.cfg.seed, [index for index, _ in units], SAMPLER, device, [s for _, s in units])
+    result = setup.method.recover(problem, prior, stream)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = (time.perf_counter() - tic) / len(indices)
+    seconds = (time.perf_counter() - tic) / len(units)
     result_x, truth = result.x_hat.cpu(), x.cpu()
-    rows = metric_rows(indices, result.x_hat, x, setup.metrics)
+    rows = metric_rows([index for index, _ in units], result.x_hat, x, setup.metrics)
     back = problem.back_projection().cpu()
     records = []
-    for j, index in enumerate(indices):
+    for j, (index, sample) in enumerate(units):
         # clone: a view would carry the whole batch's storage into each image's store file
-        records.append(dict(index=index, row=rows[j], recon=result_x[j].clone(), back_projection=back[j].clone(),
-                            nfe=int(result.nfe), seconds=float(seconds), image=fingerprint.image(truth[j]),
-                            stats={k: float(v[j]) for k, v in result.stats.items()}))
+        records.append(dict(index=index, sample=sample, row=rows[j], recon=result_x[j].clone(),
+                            back_projection=back[j].clone(), nfe=int(result.nfe), seconds=float(seconds),
+                            image=fingerprint.image(truth[j]), stats={k: float(v[j]) for k, v in result.stats.items()}))
     psnr = torch.tensor([r["psnr"] if r["psnr"] is not None else float("nan") for r in rows])
-    log.info("images %d-%d: psnr %.2f dB", indices[0], indices[-1], float(psnr.nanmean()))
+    log.info("images %s-%s: psnr %.2f dB", unit_label(units[0]), unit_label(units[-1]), float(psnr.nanmean()))
     return records
+
+
+def combined(index: int, samples: list[dict], truth: torch.Tensor, profile: metrics.Profile) -> dict:
+    """Image ``index``'s result from its samples' records: the mean of its finite samples (the MMSE
+    estimate) with its metrics, the mean of the samples' own metrics (``psnr_single``, ...), their
+    spread (spread.STATISTICS) and per-pixel std (None and NaN with fewer than two finite samples),
+    and how many samples diverged."""
+    ok = [r for r in samples if r["row"]["status"] == "ok"]
+    finite = torch.stack([r["recon"] for r in ok]) if ok else torch.full_like(samples[0]["recon"], np.nan)[None]
+    mean = finite.double().mean(0).float()
+    row = metric_rows([index], mean[None], truth[None], profile)[0]
+    row.update({f"{name}_single": sum(r["row"][name] for r in ok) / len(ok) if ok else None for name in profile.names})
+    row.update(spread.statistics(finite, truth) if len(ok) > 1 else dict.fromkeys(spread.STATISTICS))
+    row["samples_diverged"] = len(samples) - len(ok)
+    return dict(index=index, row=row, recon=mean, back_projection=samples[0]["back_projection"],
+                std=finite.std(0) if len(ok) > 1 else torch.full_like(mean, np.nan),
+                samples=torch.stack([r["recon"] for r in samples]))
+
+
+def image_results(records: dict, num_images: int, num_samples: int, truth: torch.Tensor,
+                  profile: metrics.Profile) -> list[dict]:
+    """One result per image from the records of its recoveries: with one sample, its record as it is."""
+    if num_samples == 1:
+        return [records[i, 0] for i in range(num_images)]
+    return [combined(i, [records[i, s] for s in range(num_samples)], truth[i], profile) for i in range(num_images)]
 
 
 # A stored row is trusted when each metric is within this of what its stored recovery gives
@@ -130,57 +174,67 @@ def rows_agree(stored, recomputed: dict) -> bool:
     return True
 
 
-def check_stored(records: dict, test_set, batch_size: int, profile: metrics.Profile) -> dict[str, list[int]]:
-    """The stored records that cannot be resumed, by reason: ``other images`` (the image's fingerprint
-    is not the test image's now: the data changed) and ``other metrics`` (the metrics row is not what
-    the stored recovery gives against the truth: an edited or damaged record)."""
+def check_stored(records: dict, test_set, batch_size: int, profile: metrics.Profile) -> dict[str, list[tuple]]:
+    """The stored records (by (image, sample)) that cannot be resumed, by reason: ``other images``
+    (the image's fingerprint is not the test image's now: the data changed) and ``other metrics``
+    (the metrics row is not what the stored recovery gives against the truth: an edited or damaged
+    record)."""
     bad = {"other images": [], "other metrics": []}
-    indices = sorted(records)
+    by_image = {}
+    for unit in sorted(records):
+        by_image.setdefault(unit[0], []).append(unit)
+    indices = sorted(by_image)
     for start in range(0, len(indices), batch_size):  # decoded a batch at a time, as the run decodes them
         chunk = indices[start:start + batch_size]
-        truth = test_set.batch(chunk)
-        same = [i for j, i in enumerate(chunk) if records[i].get("image") == fingerprint.image(truth[j])]
-        bad["other images"] += [i for i in chunk if i not in same]
-        kept = [i for i in same if isinstance(records[i].get("recon"), torch.Tensor)
-                and records[i]["recon"].shape == truth.shape[1:]]
-        bad["other metrics"] += [i for i in same if i not in kept]
+        truth = dict(zip(chunk, test_set.batch(chunk)))
+        prints = {index: fingerprint.image(image) for index, image in truth.items()}
+        units = [unit for index in chunk for unit in by_image[index]]
+        same = [u for u in units if records[u].get("image") == prints[u[0]]]
+        bad["other images"] += [u for u in units if u not in same]
+        kept = [u for u in same if isinstance(records[u].get("recon"), torch.Tensor)
+                and records[u]["recon"].shape == truth[u[0]].shape]
+        bad["other metrics"] += [u for u in same if u not in kept]
         if kept:
-            recon = torch.stack([records[i]["recon"] for i in kept])
-            rows = metric_rows(kept, recon, truth[[chunk.index(i) for i in kept]], profile)
-            bad["other metrics"] += [i for i, row in zip(kept, rows) if not rows_agree(records[i].get("row"), row)]
+            recon = torch.stack([records[u]["recon"] for u in kept])
+            rows = metric_rows([u[0] for u in kept], recon, torch.stack([truth[u[0]] for u in kept]), profile)
+            bad["other metrics"] += [u for u, row in zip(kept, rows) if not rows_agree(records[u].get("row"), row)]
     return bad
 
 
-def resumable(store: ResultStore, test_set, num_images: int, batch_size: int,
-              profile: metrics.Profile) -> dict[int, dict]:
-    """The stored records of the first ``num_images`` images that hold what this run would compute;
-    the others are recomputed, with a warning that says why."""
-    records = store.load(range(num_images))
-    for reason, indices in check_stored(records, test_set, batch_size, profile).items():
-        if indices:
-            shown = ", ".join(map(str, indices[:5])) + (" ..." if len(indices) > 5 else "")
+def resumable(store: ResultStore, test_set, units, batch_size: int, profile: metrics.Profile) -> dict[tuple, dict]:
+    """The stored records of ``units`` (image, sample) that hold what this run would compute; the
+    others are recomputed, with a warning that says why."""
+    records = store.load(units)
+    for reason, bad in check_stored(records, test_set, batch_size, profile).items():
+        if bad:
+            shown = ", ".join(map(unit_label, bad[:5])) + (" ..." if len(bad) > 5 else "")
             what = ("were computed from other images than the dataset now holds" if reason == "other images" else
                     "hold a metrics row that their stored recovery does not give")
-            log.warning("%d stored results in %s %s (images %s); they are recomputed", len(indices), store.dir,
+            log.warning("%d stored results in %s %s (images %s); they are recomputed", len(bad), store.dir,
                         what, shown)
-            for index in indices:
-                records.pop(index)
+            for unit in bad:
+                records.pop(unit)
     return records
 
 
-def write_results(run_dir: Path, records: list[dict], summary: dict, test_set, sources: list[str]) -> Path:
+def write_results(run_dir: Path, images: list[dict], summary: dict, truth: torch.Tensor, sources: list[str]) -> Path:
     """The run folder's files; metrics.json last, so its presence means the run finished.
     test_images.txt names each test image's source, in order (a folder's file names, which
-    ``dataset.manifest=`` reads back)."""
-    truth = test_set.batch([r["index"] for r in records])
-    recon = torch.stack([r["recon"] for r in records])
-    back = torch.stack([r["back_projection"] for r in records])
-    files.write_csv(run_dir / "per_image.csv", [r["row"] for r in records])
+    ``dataset.manifest=`` reads back). With
+    several samples, ``recon`` is their mean, recon.pt adds ``std`` (per pixel) and ``samples``
+    (every sample, diverged ones included), and the grid a column of std maps."""
+    recon = torch.stack([r["recon"] for r in images])
+    back = torch.stack([r["back_projection"] for r in images])
+    files.write_csv(run_dir / "per_image.csv", [r["row"] for r in images])
     files.write_text(run_dir / "test_images.txt", "".join(f"{source}\n" for source in sources))
-    files.save_tensors(run_dir / "recon.pt", dict(truth=truth, recon=recon, back_projection=back,
-                                                     indices=torch.tensor([r["index"] for r in records])))
-    diverged = [i for i, r in enumerate(records) if r["row"]["status"] == "diverged"]
-    grid = tracking.save_grid(run_dir / "grid.png", [truth, tracking.minmax(back), recon], diverged=diverged)
+    tensors = dict(truth=truth, recon=recon, back_projection=back, indices=torch.tensor([r["index"] for r in images]))
+    panels = [truth, tracking.minmax(back), recon]
+    if "samples" in images[0]:
+        tensors.update(std=torch.stack([r["std"] for r in images]), samples=torch.stack([r["samples"] for r in images]))
+        panels.append(tracking.std_map(tensors["std"]))
+    files.save_tensors(run_dir / "recon.pt", tensors)
+    diverged = [i for i, r in enumerate(images) if r["row"]["status"] == "diverged"]
+    grid = tracking.save_grid(run_dir / "grid.png", panels, diverged=diverged, recovery=2)
     files.write_json(run_dir / "metrics.json", summary)
     return grid
 
@@ -198,8 +252,8 @@ def save_to_store(store: ResultStore, record: dict) -> None:
     try:
         store.save(record)
     except OSError as err:
-        log.warning("could not store image %d in %s (%s); this run's folder still gets it, a re-run recomputes it",
-                    record["index"], store.dir, err.strerror or err)
+        log.warning("could not store image %s in %s (%s); this run's folder still gets it, a re-run recomputes it",
+                    unit_label((record["index"], record["sample"])), store.dir, err.strerror or err)
 
 
 @contextlib.contextmanager
@@ -231,21 +285,23 @@ def run(cfg: DictConfig) -> dict:
 
 
 def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
-    """Everything after the set-up: resume from the store, build the prior if any image is
-    missing, recover, write the run folder and log."""
+    """Everything after the set-up: resume from the store, build the prior if any recovery is
+    missing, recover, write the run folder and log. A recovery is one sample of one image."""
     cfg, method = setup.cfg, setup.method
-    num_images = cfg.num_images
-    records = resumable(store, setup.test_set, num_images, cfg.batch_size, setup.metrics) if cfg.resume else {}
-    batches = batches_to_run(num_images, cfg.batch_size, records, batch_coupled(store.key))
-    todo = [i for b in batches for i in b]
+    num_images, num_samples = cfg.num_images, cfg.get("num_samples", 1)
+    units = [(i, s) for i in range(num_images) for s in range(num_samples)]
+    records = resumable(store, setup.test_set, units, cfg.batch_size, setup.metrics) if cfg.resume else {}
+    batches = batches_to_run(num_images, cfg.batch_size, records, batch_coupled(store.key), num_samples)
+    todo = [u for b in batches for u in b]
     if cfg.resume and todo:
         warn_other_versions(store)
     if todo and method.needs_prior:  # a run whose every image is already in the store needs no prior at all
         setup.prior  # noqa: B018  (built now, so that the settings reported name the prior built)
     described = setup.describe()
+    unit = "images" if num_samples == 1 else "recoveries"  # a recovery: one sample of one image
     if records:
-        log.info("%d of %d images are already finished in %s; recovering %d",
-                 num_images - len(todo), num_images, store.dir, len(todo))
+        log.info("%d of %d %s are already finished in %s; recovering %d",
+                 len(units) - len(todo), len(units), unit, store.dir, len(todo))
     with run_folder_writes(run_dir, store, cfg.resume):
         files.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -253,30 +309,36 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
                  run_id=tracking.wandb_run_id(run_dir, store.id), **job_identity(cfg, described))
     exit_code = 1
     try:
-        images = progress.Progress(len(todo), f"{method.name}, all images", unit="images", every=0, bar=False)
+        done = progress.Progress(len(todo), f"{method.name}, all {unit}", unit=unit, every=0, bar=False)
         for batch in batches:
-            with progress.labelled(f"{method.name} images {batch[0]}-{batch[-1]}"):
+            with progress.labelled(f"{method.name} images {unit_label(batch[0])}-{unit_label(batch[-1])}"):
                 for record in recover_batch(setup, batch):
-                    records[record["index"]] = record
+                    records[record["index"], record["sample"]] = record
                     if cfg.resume:
                         save_to_store(store, record)
-            images.update(len(batch))
-        ordered = [records[i] for i in range(num_images)]
-        summary = summarize(ordered, set(todo), cfg, described, setup.metrics)
-        sources = [setup.test_set.source(r["index"]) for r in ordered]
-        summary["image_fingerprint"] = fingerprint.test_images(sources, [r["image"] for r in ordered])
+            done.update(len(batch))
+        truth = setup.test_set.batch(range(num_images))
+        images = image_results(records, num_images, num_samples, truth, setup.metrics)
+        ordered = [records[u] for u in units]
+        summary = summarize([r["row"] for r in images], ordered, set(todo), cfg, described, setup.metrics)
+        sources = [setup.test_set.source(i) for i in range(num_images)]
+        summary["image_fingerprint"] = fingerprint.test_images(sources, [records[i, 0]["image"] for i in range(num_images)])
         summary.update(summarize_stats([r.get("stats", {}) for r in ordered]))
-        summary.update(num_resumed=num_images - len(todo), seconds_total=time.perf_counter() - started,
+        summary.update(num_resumed=len(units) - len(todo), seconds_total=time.perf_counter() - started,
                        result_id=store.id, code_version=store.version)
         if summary["num_diverged"]:
             log.warning("%d of %d images diverged (NaN or Inf); they are marked in per_image.csv and left out "
                         "of the means", summary["num_diverged"], num_images)
         with run_folder_writes(run_dir, store, cfg.resume):
-            grid = write_results(run_dir, ordered, summary, setup.test_set, sources)
-        logger.log_results(summary, [r["row"] for r in ordered], grid)
+            grid = write_results(run_dir, images, summary, truth, sources)
+        logger.log_results(summary, [r["row"] for r in images], grid)
         exit_code = 0
         log.info("psnr %.2f dB, ssim %.3f over %d images; results in %s", summary["psnr_mean"] or float("nan"),
                  summary["ssim_mean"] or float("nan"), num_images, run_dir)
+        if num_samples > 1:
+            log.info("the mean of %d samples: psnr %.2f dB; one sample: psnr %.2f dB; 90 %% coverage %.3f",
+                     num_samples, summary["psnr_mean"] or float("nan"), summary["psnr_single_mean"] or float("nan"),
+                     summary["coverage_mean"] or float("nan"))
         return summary
     finally:
         logger.finish(exit_code)

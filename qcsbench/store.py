@@ -12,7 +12,12 @@ every checkpoint file or model folder instead of its path, and each stored image
 fingerprint of the test image it was computed from, which the runner checks, with the metrics
 row against the stored recovery, before it resumes the image.
 
-Layout: <root>/<settings id>-<code version>/key.json, images/<index>.pt, .lock.
+Each record is one recovery: sample s of image i (``num_samples``; a sample depends on neither the
+number of samples nor the batch, qcsbench/randomness.py), so ``num_samples`` is no key either, and a
+run with more samples resumes the ones a run with fewer computed.
+
+Layout: <root>/<settings id>-<code version>/key.json, images/<index>.pt (sample 0) and
+images/<index>-<sample>.pt (the others), .lock.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.E
 # every file in that folder.
 NOT_NUMERIC = {"aggregation/", "training/", "tracking.py", "files.py", "fingerprint.py", "resolvers.py", "validate.py",
                "settings.py", "device.py", "errors.py", "store.py", "result_keys.py", "progress.py", "cli.py",
-               "calibration.py", "exact_posterior.py"}
+               "calibration.py", "exact_posterior.py", "spread.py"}
 
 
 def source_fingerprint(package_dir) -> str:
@@ -103,14 +108,17 @@ def batch_coupled(key: dict) -> bool:
     return False
 
 
-def batches_to_run(num_images: int, batch_size: int, done, coupled: bool) -> list[list[int]]:
-    """The batches still to recover. Independent images: the missing ones, packed into full
-    batches. Coupled images: every batch of the original split that misses any image, whole,
-    so a resumed result is the one an uninterrupted run would have given."""
+def batches_to_run(num_images: int, batch_size: int, done, coupled: bool, num_samples: int = 1) -> list[list[tuple]]:
+    """The batches still to recover, as lists of (image, sample). Independent images: the missing
+    recoveries, an image's samples after one another, packed into full batches. Coupled images: every
+    batch of the original split of the images, once per sample, that misses any recovery, whole, so a
+    resumed result is the one an uninterrupted run would have given (sample s of an image is then
+    recovered beside sample s of the same images, whatever num_samples)."""
     if coupled:
-        batches = [list(range(s, min(s + batch_size, num_images))) for s in range(0, num_images, batch_size)]
-        return [b for b in batches if any(i not in done for i in b)]
-    todo = [i for i in range(num_images) if i not in done]
+        batches = [[(i, s) for i in range(start, min(start + batch_size, num_images))]
+                   for start in range(0, num_images, batch_size) for s in range(num_samples)]
+        return [b for b in batches if any(u not in done for u in b)]
+    todo = [(i, s) for i in range(num_images) for s in range(num_samples) if (i, s) not in done]
     return [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
 
 
@@ -138,17 +146,21 @@ class ResultStore:
         self.dir = self.root / self.id
         self.key = dict(key, code_version=self.version)
 
-    def load(self, indices) -> dict[int, dict]:
+    def path(self, index: int, sample: int = 0) -> Path:
+        return self.dir / "images" / (f"{index:06d}.pt" if not sample else f"{index:06d}-{sample}.pt")
+
+    def load(self, units) -> dict[tuple, dict]:
+        """The stored records of ``units``, (image, sample) pairs, by unit."""
         found, broken = {}, []
-        for index in indices:
-            path = self.dir / "images" / f"{index:06d}.pt"
+        for index, sample in units:
+            path = self.path(index, sample)
             if not path.is_file():
                 continue
             try:
                 record = torch.load(path, weights_only=True)
-                if record.get("index") != index:
+                if record.get("index") != index or record.get("sample", 0) != sample:
                     raise ValueError("wrong index")
-                found[index] = record
+                found[index, sample] = record
             except Exception:  # truncated, corrupt or foreign: the image is simply computed again
                 broken.append(path.name)
         if broken:
@@ -168,7 +180,7 @@ class ResultStore:
     def save(self, record: dict) -> None:
         if not (self.dir / "key.json").is_file():
             files.write_json(self.dir / "key.json", self.key)
-        files.save_tensors(self.dir / "images" / f"{record['index']:06d}.pt", record)
+        files.save_tensors(self.path(record["index"], record.get("sample", 0)), record)
 
     @contextlib.contextmanager
     def locked(self):

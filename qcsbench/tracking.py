@@ -50,11 +50,22 @@ def minmax(images: torch.Tensor) -> torch.Tensor:
     return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(images)
 
 
-def save_grid(path, panels: list[torch.Tensor], scale: int = 2, diverged=()) -> Path:
-    """Panels side by side (truth | back-projection | recovery), each a square-ish tile of the images;
-    the recoveries whose index is in ``diverged`` are framed in red."""
+def std_map(std: torch.Tensor) -> torch.Tensor:
+    """Per-pixel standard deviations (B, C, H, W) as gray images on one scale for all of them (the
+    channels' mean, divided by the largest value of the batch), so brighter is more uncertain in every
+    image alike; NaN (an image without two finite samples) stays NaN."""
+    gray = std.double().mean(1, keepdim=True)
+    top = gray.nan_to_num(0.0).max()
+    return gray / top if top > 0 else gray * 0.0
+
+
+def save_grid(path, panels: list[torch.Tensor], scale: int = 2, diverged=(), recovery: int = -1) -> Path:
+    """Panels side by side (truth | back-projection | recovery, and with several samples their std
+    map), each a square-ish tile of the images; in panel ``recovery`` the images whose index is in
+    ``diverged`` are framed in red."""
     ncol = math.ceil(math.sqrt(panels[0].shape[0]))
-    tiles = [tile(p, ncol) for p in panels[:-1]] + [tile(panels[-1], ncol, marked=set(diverged))]
+    recovery = recovery % len(panels)
+    tiles = [tile(p, ncol, marked=set(diverged) if k == recovery else ()) for k, p in enumerate(panels)]
     gap = np.full((tiles[0].shape[0], 4, 3), 128, dtype=np.uint8)
     parts = []
     for t in tiles:

@@ -22,7 +22,7 @@ from qcsbench.settings import SEED64, Settings, boolean, choice, declared, integ
 TOP = {
     # m is checked by the operator, which knows the number of pixels (still before the prior)
     "bits": integer(1, 16), "noise_std": number(0), "seed": integer(0),
-    "num_images": integer(1), "batch_size": integer(1), "resume": boolean(),
+    "num_images": integer(1), "num_samples": integer(1), "batch_size": integer(1), "resume": boolean(),
     "n_over_m": integer(1), "bit_budget": integer(1), "prior_autocast": choice(*AUTOCAST), "prior_compile": boolean(),
 }
 # scripts/train.py's knobs besides the shared groups (configs/train.yaml).
@@ -68,7 +68,8 @@ def check_group(group: str, node) -> None:
 def check_across_groups(config: dict) -> None:
     """The rules that span groups: a prior fitted on data (its node has ``train``) needs a
     dataset with a train split; a channel that does not quantize to ``bits`` levels leaves bits
-    at 1; a component's own ``check_config`` (e.g. a method that needs the channel's noise)."""
+    at 1; several samples per image need a method that samples (``point_estimate`` false); a
+    component's own ``check_config`` (e.g. a method that needs the channel's noise)."""
     dataset, prior, channel = (config.get(g, {}) for g in ("dataset", "prior", "quantizer"))
     data = component(dataset)
     if "train" in prior and hasattr(data, "has_splits") and not data.has_splits(Path(str(dataset["root"])).expanduser()):
@@ -79,6 +80,10 @@ def check_across_groups(config: dict) -> None:
     if kind is not None and not getattr(kind, "takes_bits", True) and config.get("bits", 1) != 1:
         raise ConfigError(f"bits={config['bits']} is not used by quantizer={kind.name} "
                           "(it does not quantize to bits levels): leave bits at 1, or use quantizer=uniform.")
+    samples, method = config.get("num_samples", 1), config.get("method", {})
+    if samples > 1 and getattr(component(method), "point_estimate", False):
+        raise ConfigError(f"num_samples={samples} is not allowed for method={option_name('method', method)}, a point "
+                          "estimate (the same measurements always give the same recovery): use num_samples=1.")
     for group in GROUPS:
         obj = component(config.get(group, {}))
         if hasattr(obj, "check_config"):

@@ -309,3 +309,27 @@ def test_random_damage_to_a_sweep_never_stops_the_table(tmp_path):
                 (root / str(i) / "config.yaml").write_text(rng.choice(["", ":", "[", "- 1", "a: !!python/object:os.system {}"]))
         result = aggregation.aggregate([root, root], root / "out", pool_versions=trial % 2 == 1)
         assert len(result["runs"]) == 4 and (root / "out" / "table.md").is_file()
+
+
+def test_runs_with_several_samples_are_their_own_setting_with_their_own_columns(tmp_path):
+    """num_samples=8 is a setting (another estimate), num_samples=1 the setting of the runs made before the
+    key existed; the samples' own PSNR and their coverage are averaged over seeds and shown in the table."""
+    root = tmp_path / "sweep"
+    sampled = [dict(psnr_single_mean=13.0, psnr_single_std=1.0, coverage_mean=0.6, coverage_std=0.1),
+               dict(psnr_single_mean=14.0, psnr_single_std=1.0, coverage_mean=0.7, coverage_std=0.1)]
+    for seed in (0, 1):
+        write_run(root / f"old{seed}", config("qcs_sgm", 1, seed), numbers(14.0 + seed, 1.0, 0.4))
+        write_run(root / f"one{seed}", dict(config("qcs_sgm", 1, seed + 2), num_samples=1),
+                  numbers(15.0, 1.0, 0.4))
+        write_run(root / f"eight{seed}", dict(config("qcs_sgm", 1, seed), num_samples=8),
+                  dict(numbers(16.0 + seed, 1.0, 0.5), **sampled[seed]))
+    result = aggregation.aggregate([root], tmp_path / "out")
+    summary = result["summary"].set_index("num_samples")
+    assert result["summary"].attrs["settings"] == ["method", "num_samples"] and len(summary) == 2
+    one, eight = summary.loc["1"], summary.loc["8"]
+    assert one.runs == 4 and one.psnr_mean == pytest.approx(14.75) and math.isnan(one.psnr_single_mean)
+    assert eight.psnr_mean == pytest.approx(16.5) and eight.psnr_single_mean == pytest.approx(13.5)
+    assert eight.psnr_single_se == pytest.approx(0.5) and eight.coverage_mean == pytest.approx(0.65)
+    table = result["table"]
+    assert "### PSNR of one sample (dB)" in table and "13.50 ± 0.50" in table and "—" in table
+    assert "### 90 % interval coverage" in table

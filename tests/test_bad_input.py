@@ -39,6 +39,7 @@ CASES = [
     (["seed=foo"], "seed=foo"), (["seed=true"], "seed=true"),
     (["num_images=0"], "num_images=0"),
     (["num_images=2.0"], "num_images=2.0"),
+    (["num_samples=0"], "num_samples=0 is not allowed: use a positive integer"), (["num_samples=1.5"], "num_samples=1.5"),
     (["batch_size=0"], "batch_size=0"), (["batch_size=-1"], "batch_size=-1"), (["batch_size=foo"], "batch_size=foo"),
     (["device=tpu"], "device=tpu"), (["device=foo"], "device=foo"),
     pytest.param(["device=cuda"], "device=cuda is not available", marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA")),

@@ -306,7 +306,7 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
     with store.locked() as held:
         held.save(dict(index=0, row={}, recon=torch.zeros(1)))
     assert "does not support file locks" in caplog.text and "Lustre needs -o flock" in caplog.text
-    assert store.load([0])[0]["index"] == 0
+    assert store.load([(0, 0)])[0, 0]["index"] == 0
 
     def broken(f, op):
         raise OSError(errno.EIO, "I/O error")
@@ -370,14 +370,16 @@ def a_config(**changes):
 
 def test_keys_that_are_not_part_of_a_result_change_neither_its_key_nor_its_settings():
     """Each key of result_keys.NOT_RESULT changed alone: the same stored result; the same setting in
-    the aggregation, except num_images (another mean). A knob that is part of a result changes both."""
+    the aggregation, except num_images and num_samples (another mean). A knob that is part of a result
+    changes both. num_samples=1 is the setting of the runs made before the key existed."""
     from qcsbench.aggregation.runs import settings_of
 
     key, settings = store_module.result_key(a_config()), settings_of(a_config())
     for dotted in result_keys.NOT_RESULT:
         changed = a_config(**{dotted: "another"})
         assert store_module.result_key(changed) == key, dotted
-        assert (settings_of(changed) == settings) == (dotted != "num_images"), dotted
+        assert (settings_of(changed) == settings) == (dotted not in ("num_images", "num_samples")), dotted
+    assert settings_of(a_config(num_samples=1)) == settings != settings_of(a_config(num_samples=8))
     for dotted in ["method.step_lr", "quantizer.range", "m", "seed"]:
         changed = a_config(**{dotted: "another"})
         assert store_module.result_key(changed) != key and settings_of(changed) != settings, dotted

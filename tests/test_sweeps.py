@@ -185,10 +185,14 @@ def test_slurm_preempted_job_is_requeued_and_finishes(tmp_path, cache_dir):
 def test_batches_to_run():
     from qcsbench.store import batches_to_run
 
-    done = {0: None, 1: None, 4: None}
-    assert batches_to_run(6, 2, done, coupled=False) == [[2, 3], [5]]
-    assert batches_to_run(6, 2, done, coupled=True) == [[2, 3], [4, 5]]
-    assert batches_to_run(6, 4, {i: None for i in range(6)}, coupled=False) == []
+    done = {(0, 0): None, (1, 0): None, (4, 0): None}
+    assert batches_to_run(6, 2, done, coupled=False) == [[(2, 0), (3, 0)], [(5, 0)]]
+    assert batches_to_run(6, 2, done, coupled=True) == [[(2, 0), (3, 0)], [(4, 0), (5, 0)]]
+    assert batches_to_run(6, 4, {(i, 0): None for i in range(6)}, coupled=False) == []
+    # two samples: an image's samples one after the other; coupled, each batch of images once per sample
+    done = {(0, 0): None, (0, 1): None, (1, 0): None}
+    assert batches_to_run(3, 2, done, coupled=False, num_samples=2) == [[(1, 1), (2, 0)], [(2, 1)]]
+    assert batches_to_run(3, 2, done, coupled=True, num_samples=2) == [[(0, 1), (1, 1)], [(2, 0)], [(2, 1)]]
 
 
 @pytest.mark.e2e

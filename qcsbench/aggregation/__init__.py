@@ -16,7 +16,7 @@ from qcsbench.aggregation.averaging import average_seeds, mark_repeats, with_ver
 from qcsbench.aggregation.plots import plots
 from qcsbench.aggregation.published import beside
 from qcsbench.aggregation.runs import find_runs, from_wandb
-from qcsbench.aggregation.tables import failure_notes, latex, markdown, published_markdown
+from qcsbench.aggregation.tables import failure_notes, latex, markdown, published_markdown, shown
 from qcsbench.errors import ConfigError
 
 __all__ = ["aggregate", "write_outputs", "find_runs", "from_wandb", "average_seeds", "markdown", "latex", "plots",
@@ -35,9 +35,9 @@ def write_outputs(frame: pd.DataFrame, out, pool_versions: bool = False, pool_im
     summary = beside(summary, frame)
     files.write_text(out / "runs.csv", frame.to_csv(index=False))
     files.write_text(out / "summary.csv", summary.to_csv(index=False))
-    table = markdown(summary) + published_markdown(summary)
+    table = markdown(summary, shown(summary)) + published_markdown(summary)
     files.write_text(out / "table.md", table)
-    files.write_text(out / "table.tex", latex(summary))
+    files.write_text(out / "table.tex", latex(summary, shown(summary)))
     return dict(runs=frame, summary=summary, table=table, plots=plots(summary, out), out=out)
 
 

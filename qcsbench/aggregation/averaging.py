@@ -19,7 +19,7 @@ import math
 
 import pandas as pd
 
-from qcsbench.aggregation.runs import COSTS, QUALITY
+from qcsbench.aggregation.runs import COSTS, QUALITY, SAMPLED
 from qcsbench.errors import ConfigError
 
 SEEDS = ("seed", "operator.seed")
@@ -29,7 +29,7 @@ BOOKKEEPING = ("result_id", "code_version", "image_fingerprint", "problem", "rep
 
 def setting_columns(frame: pd.DataFrame) -> list[str]:
     """The columns that say what was run (not the numbers, not the seeds), in display order."""
-    numbers = {"run", "status", *BOOKKEEPING, *COSTS, *(f"{n}_{s}" for n in QUALITY for s in ("mean", "std"))}
+    numbers = {"run", "status", *BOOKKEEPING, *COSTS, *(f"{n}_{s}" for n in QUALITY + SAMPLED for s in ("mean", "std"))}
     keys = [c for c in frame.columns if c not in numbers and c not in SEEDS]
     return sorted(keys, key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k.count("."), k))
 
@@ -95,10 +95,11 @@ def check_same_images(runs: pd.DataFrame, where: str) -> None:
 
 def average_seeds(frame: pd.DataFrame, pool_versions: bool = False, pool_images: bool = False) -> pd.DataFrame:
     """One row per setting: the settings that vary (the code version among them unless
-    ``pool_versions``), then for each quality metric its mean over the seeds, standard error over
-    the seeds and per-image spread, the costs and the run counts. A run repeating a result id
-    already counted is left out (``repeats``); runs of one setting on different test images stop
-    the aggregation unless ``pool_images``."""
+    ``pool_versions``), then for each quality metric (and, where runs drew several samples per image,
+    each of their numbers: runs.SAMPLED) its mean over the seeds, standard error over the seeds and
+    per-image spread, the costs and the run counts. A run repeating a result id already counted is
+    left out (``repeats``); runs of one setting on different test images stop the aggregation unless
+    ``pool_images``."""
     frame = mark_repeats(with_versions(frame))
     keys = varying(frame, setting_columns(frame) + ([] if pool_versions else ["code_version"]))
     if "method" in frame.columns and "method" not in keys:
@@ -115,7 +116,7 @@ def average_seeds(frame: pd.DataFrame, pool_versions: bool = False, pool_images:
                    images_diverged=int(pd.to_numeric(done.num_diverged, errors="coerce").fillna(0).sum()),
                    images=int(pd.to_numeric(done.get("num_images", pd.Series(dtype=float)), errors="coerce")
                               .fillna(0).sum()))
-        for name in QUALITY:
+        for name in QUALITY + tuple(n for n in SAMPLED if f"{n}_mean" in frame):
             means = pd.to_numeric(done[f"{name}_mean"], errors="coerce")
             row[f"{name}_mean"] = float(means.mean()) if means.notna().any() else float("nan")
             row[f"{name}_se"] = _se(means)

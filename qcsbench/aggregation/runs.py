@@ -25,10 +25,12 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from qcsbench import metrics, result_keys
+from qcsbench import metrics, result_keys, spread
 from qcsbench.errors import ConfigError
 
 QUALITY = tuple(metrics.ALL_NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled, lpips (where the profile has it)
+# A run with several samples per image adds the samples' own metrics (psnr_single, ...) and spread.
+SAMPLED = spread.NAMES
 COSTS = ("nfe", "seconds_per_image", "num_diverged", "num_resumed", "seconds")
 # Pure functions of their arguments or of the config itself: resolved when reading a config.
 SAFE_RESOLVERS = {"div", "oc.select"}
@@ -48,10 +50,11 @@ def flatten(tree, prefix="") -> dict:
 
 
 def settings_of(config: dict) -> dict:
-    """The flattened config less the keys that are not settings (result_keys.is_setting);
+    """The flattened config less the keys that are not settings (result_keys.is_setting), with the
+    settings it was made without at the value it had (result_keys.DEFAULTS);
     ``group._target_`` becomes ``group`` (the group's ``name`` where it has one, else the
     target's last dotted part)."""
-    flat = {k: v for k, v in flatten(config).items() if result_keys.is_setting(k)}
+    flat = {k: v for k, v in {**result_keys.DEFAULTS, **flatten(config)}.items() if result_keys.is_setting(k)}
     for key in [k for k in flat if k.endswith("._target_")]:
         group = key[: -len("._target_")]
         target = flat.pop(key)
@@ -83,7 +86,7 @@ def checked_numbers(numbers) -> tuple[dict | None, str | None]:
         return None, None
     if not isinstance(numbers, dict):
         return None, f"its metrics are {type(numbers).__name__}, not an object"
-    for name in [*(f"{n}_{s}" for n in QUALITY for s in ("mean", "std")), *COSTS]:
+    for name in [*(f"{n}_{s}" for n in QUALITY + SAMPLED for s in ("mean", "std")), *COSTS]:
         value = numbers.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
@@ -113,6 +116,9 @@ def run_row(config: dict, numbers: dict | None, where: str, problem: str | None 
     numbers = numbers or {}
     for name in QUALITY:
         row[f"{name}_mean"] = numbers.get(f"{name}_mean")
+        row[f"{name}_std"] = numbers.get(f"{name}_std")
+    for name in (n for n in SAMPLED if f"{n}_mean" in numbers):  # a column only where a run has it
+        row[f"{name}_mean"] = numbers[f"{name}_mean"]
         row[f"{name}_std"] = numbers.get(f"{name}_std")
     for name in COSTS:
         row[name] = numbers.get(name)

@@ -7,8 +7,15 @@ import pandas as pd
 
 LOWER_IS_BETTER = {"nmse", "lpips"}
 LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similarity",
-              psnr_scaled="PSNR after the best scalar fit (dB)", lpips="LPIPS")
-DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2, lpips=3)
+              psnr_scaled="PSNR after the best scalar fit (dB)", lpips="LPIPS", psnr_single="PSNR of one sample (dB)",
+              coverage="90 % interval coverage")
+DIGITS = dict(psnr=2, ssim=3, nmse=3, cosine=3, psnr_scaled=2, lpips=3, psnr_single=2, coverage=3)
+
+
+def shown(summary: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics the tables show: PSNR and SSIM (of the samples' mean, where runs drew several
+    samples per image), and then also one sample's PSNR and the 90 % coverage."""
+    return ("psnr", "ssim") + (("psnr_single", "coverage") if "psnr_single_mean" in summary else ())
 
 
 def state_of(row) -> str:
@@ -48,6 +55,8 @@ def _cell(row, name, bold, style) -> str:
         return f"**{state}**" if style == "md" else rf"\textbf{{{state}}}"
     d = DIGITS[name]
     mean, se = row[f"{name}_mean"], row[f"{name}_se"]
+    if math.isnan(mean):  # a number only some runs have (one sample's PSNR beside runs of one sample)
+        return "—"
     pm = " ± " if style == "md" else r" \pm "
     text = f"{mean:.{d}f}" + (f"{pm}{se:.{d}f}" if not math.isnan(se) else "")
     if style == "md":

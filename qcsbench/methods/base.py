@@ -31,6 +31,8 @@ class Method:
     ``recover``, which accepts any random source and checks that the prior fits the images."""
 
     needs_prior = True  # False for a learned method, which carries its own network: run.py then builds none
+    # True where the same measurements always give the same recovery (no draw from rng): one sample per image
+    point_estimate = False
 
     def recover(self, problem: Problem, prior: Prior, rng=0) -> Recovery:
         """rng: a seed, a torch.Generator or an ImageRandom (per-image streams, as run.py uses)."""

@@ -35,6 +35,8 @@ class BIHT(Method):
     """sparsity (K), iterations, step (tau; null: 1/M; from theta_0 = 0 it only sets the scale of
     theta, which the output normalisation removes), pixel_rms (the output's scale)."""
 
+    point_estimate = True
+
     def __init__(self, name="biht", sparsity=100, iterations=300, step=None, pixel_rms=0.31, progress=True):
         self.name, self.sparsity, self.iterations = name, int(sparsity), int(iterations)
         self.step, self.pixel_rms, self.progress = step, float(pixel_rms), progress

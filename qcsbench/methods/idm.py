@@ -30,6 +30,7 @@ class IDM(LearnedMethod):
     NFE = the network's number of steps."""
 
     learner = "idm"
+    point_estimate = True
 
     def __init__(self, name="idm", checkpoint=None, shipped="idm_mnist_1bit_m200", allow_mismatch=False,
                  progress=True):

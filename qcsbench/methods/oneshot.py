@@ -18,6 +18,8 @@ from qcsbench.settings import boolean, number, settings
 class OneShot(Method):
     """pixel_rms: the root-mean-square pixel value of a typical image (MNIST train 0.31)."""
 
+    point_estimate = True
+
     def __init__(self, name="oneshot", pixel_rms=0.31, progress=True):
         self.name, self.pixel_rms, self.progress = name, float(pixel_rms), progress
 
