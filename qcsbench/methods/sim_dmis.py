@@ -33,6 +33,8 @@ class SIMDMIS(Method):
     of the way up from σ* to sigma_max; num_levels (the deterministic DDIM pass down, its last
     step the denoiser's estimate) and the ladder: geometric from sigma_max to sigma_min (null: the prior's)."""
 
+    point_estimate = True  # deterministic given y: no noise is drawn on the way up or down
+
     def __init__(self, name="sim_dmis", pixel_rms=0.31, sigma_scale=1.5, inversion_steps=50, inversion_order=2,
                  num_levels=100, sigma_max=None, sigma_min=None, progress=True):
         self.name, self.pixel_rms, self.sigma_scale = name, float(pixel_rms), float(sigma_scale)
