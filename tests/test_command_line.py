@@ -60,7 +60,6 @@ def test_a_current_folder_nothing_can_be_written_in_stops_before_hydra_makes_the
     (["method=foo"], "error: method=foo is not an option of method: use one of ald, biht, daps, diff_onebit, diffpir, "
                      "dps, idm, oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_plus, red_diff, restoregrad, sim_dmis."),
     (["-m", "method.gamma=1,2", "+method.foo=1,2", "method=qcs_sgm,dps"], "error: method.gamma is not a setting of method"),
-    (["+profile=tiny"], "error: profile is not a setting (no config group or top-level key has that name): use one of"),
 ])
 def test_on_the_command_line_one_line_exit_code_2(tmp_path, args, line):
     proc = run_cli(*args, "logger=none", f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
