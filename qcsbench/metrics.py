@@ -14,6 +14,7 @@ with the VGG backbone).
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 from pathlib import Path
 
@@ -132,8 +133,6 @@ class Profile:
     backbone's weights are missing, it is left out with a warning that names the file, and
     ``describe()`` records why."""
 
-    DEFAULTS = dict(ssim="gaussian11", pixels="float", clip=False, lpips=None)
-
     def __init__(self, name: str = "default", ssim: str = "gaussian11", pixels: str = "float", clip: bool = False,
                  lpips: str | None = None):
         self.name, self.ssim, self.pixels, self.clip, self.lpips = name, ssim, pixels, bool(clip), lpips
@@ -174,8 +173,11 @@ class Profile:
 
 
 def is_default(node) -> bool:
-    """Whether a metrics config node defines today's default numbers (its name aside)."""
-    return all((node or {}).get(key, value) == value for key, value in Profile.DEFAULTS.items())
+    """Whether a metrics config node defines today's default numbers (its name aside): every
+    setting at Profile's own default."""
+    defaults = {key: p.default for key, p in inspect.signature(Profile.__init__).parameters.items()
+                if key not in ("self", "name")}
+    return all((node or {}).get(key, value) == value for key, value in defaults.items())
 
 
 def _version(package: str) -> str | None:
