@@ -9,7 +9,7 @@ from conftest import CONFIGS
 from qcsbench.setup import build
 from qcsbench.validate import check_train_config
 
-GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger"]
+GROUPS = ["dataset", "prior", "operator", "quantizer", "method", "logger", "metrics"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 # Added on top of the defaults with +group=option: presets, hardware, the debug run.
 ADDED = [f"{g}={p.stem}" for g in ("experiment", "hardware", "debug") for p in sorted((CONFIGS / g).glob("*.yaml"))]
@@ -24,6 +24,13 @@ def test_every_option_composes(make_cfg, group, option):
 
 
 CHEAP = [(g, option) for g, option in OPTIONS if g in ("quantizer", "operator", "method")]
+
+
+@pytest.mark.in_process
+@pytest.mark.parametrize("option", [option for g, option in OPTIONS if g == "metrics"])
+def test_every_metric_profile_builds_and_names_itself(make_cfg, option):
+    profile = build(make_cfg(f"metrics={option}", "device=cpu")).metrics
+    assert profile.describe()["name"] == option and {"psnr", "ssim"} <= set(profile.names)
 
 
 @pytest.mark.in_process
