@@ -114,7 +114,10 @@ def run_safely(fn, cfg):
 def task(cfg) -> float:
     """Run one experiment; return its ``optimized_metric`` as a float (NaN where every image
     diverged: Optuna then marks the trial failed)."""
+    from qcsbench.device import match_slurm_threads
     from qcsbench.runner import run
+
+    match_slurm_threads()
 
     def metric(c):
         name = optimized_metric(c)  # a wrong name stops before the run, not after it

@@ -1,9 +1,21 @@
 """The device a run computes on, from the config's ``device``."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from qcsbench.errors import ConfigError
+
+
+def match_slurm_threads() -> None:
+    """In a SLURM task, compute with as many CPU threads as the task was given (cpus_per_task).
+    torch otherwise starts one thread per core of the node; tasks sharing a node then oversubscribe
+    it, and OpenMP threads waiting on each other make every matrix product many times slower.
+    OMP_NUM_THREADS, where the user set it, wins."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(int(cpus))
 
 
 def resolve_device(name) -> torch.device:

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from qcsbench.device import resolve_device
+from qcsbench.device import match_slurm_threads, resolve_device
 from qcsbench.errors import ConfigError
 from qcsbench.formats.checkpoints import first_line, load_state
 
@@ -16,6 +16,8 @@ def start(cfg) -> torch.device:
     a training run ``cfg``."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    else:
+        match_slurm_threads()
     torch.manual_seed(cfg.seed)
     return resolve_device(cfg.device)
 
