@@ -82,14 +82,14 @@ def test_ep_reads_the_device_once_per_call_and_old_looks_did_it_every_sweep(sett
             again = score(x, 0.3)
     assert counter.syncs == 4 and score.iterations > 1
     assert torch.equal(first, again)
-    old = (ep.FIRST_CHECK, ep.LOOK_MARGIN)
+    old = (ep.FIRST_CHECK, ep.next_look)
     try:
-        ep.FIRST_CHECK, ep.LOOK_MARGIN = 1, 0  # looks after sweeps 1, 2, 4, 8, ... of every call
+        ep.FIRST_CHECK, ep.next_look = 1, lambda slowest: 1  # looks after sweeps 1, 2, 4, 8, ... of every call
         every_sweep = EPLikelihoodScore(problem)
         assert torch.equal(every_sweep(x, 0.3), first)
         assert torch.equal(every_sweep.stats()["ep_sweeps_max"], score.stats()["ep_sweeps_max"])
     finally:
-        ep.FIRST_CHECK, ep.LOOK_MARGIN = old
+        ep.FIRST_CHECK, ep.next_look = old
 
 
 def test_ep_without_bins_needs_no_read(setting):
