@@ -7,9 +7,13 @@ import torch
 from qcsbench.channels import GaussianNoise, UniformQuantizer
 from qcsbench.likelihood.ep import EPLikelihoodScore
 from qcsbench.methods.annealed_langevin import AnnealedLangevin
+from qcsbench.methods.daps import DAPS
 from qcsbench.methods.diff_onebit import DiffOneBit
 from qcsbench.methods.diffpir import DiffPIR
 from qcsbench.methods.dps import DPS
+from qcsbench.methods.pnp_dm import PnPDM
+from qcsbench.methods.red_diff import RedDiff
+from qcsbench.methods.sim_dmis import SIMDMIS
 from qcsbench.operators import gaussian, ill_conditioned
 from qcsbench.opcount import OpCounter, PausedPrior
 from qcsbench.priors import GaussianMixturePrior
@@ -53,6 +57,10 @@ METHODS = {
     "diffpir": lambda: DiffPIR(num_levels=4, noise_std=0.1),
     "dps": lambda: DPS(num_levels=4),
     "diff_onebit": lambda: DiffOneBit(num_levels=4, inner_steps=3),
+    "pnp_dm": lambda: PnPDM(iterations=2, num_levels=4, langevin_steps=3),
+    "daps": lambda: DAPS(num_levels=3, ode_steps=2, langevin_steps=3),
+    "sim_dmis": lambda: SIMDMIS(inversion_steps=3, num_levels=4),
+    "red_diff": lambda: RedDiff(num_levels=4),
 }
 
 

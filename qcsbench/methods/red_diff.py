@@ -54,7 +54,8 @@ def red_diff(prior, mu, sigmas, rng, problem, lam, weighting="linear", lr=0.1, p
     """Run the optimisation from mu down the ladder ``sigmas``; returns mu. ``callback`` sees each
     iteration's mu, eps, the gradient Adam is given and the denoiser's estimate (``denoised``)."""
     mu = mu.detach().clone().requires_grad_(True)
-    adam = torch.optim.Adam([mu], lr=lr, betas=BETAS)
+    # fused: the step count stays a tensor; the plain loop reads it on the host at every step
+    adam = torch.optim.Adam([mu], lr=lr, betas=BETAS, fused=True)
     shape = mu.shape[1:]
     for i, sigma in enumerate(steps([float(s) for s in sigmas], "red_diff", progress)):
         eps = rng.randn(*shape, dtype=mu.dtype)

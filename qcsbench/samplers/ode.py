@@ -46,19 +46,22 @@ def _half_ratio(h, h_before):
 
 
 def _is_zero(sigma) -> bool:
-    return bool(torch.as_tensor(sigma).eq(0).all())
+    """Whether a level is the number 0. Per-image levels (tensors) are positive: asking the device
+    would make the host wait for every queued step."""
+    return not torch.is_tensor(sigma) and sigma == 0
 
 
 @torch.no_grad()
 def ode_path(prior, x, sigmas, order=1, progress=False, name="ode"):
     """Integrate the ODE from x at sigmas[0] through sigmas[1], ... to sigmas[-1]: one denoiser
-    call per step (len(sigmas) - 1). A last level of 0 returns D at the one before. Order 2 starts
+    call per step (len(sigmas) - 1). A last level of 0 (a number) returns D at the one before. Order 2 starts
     with a first-order step (it has no previous value yet)."""
     previous = None  # (D, h) of the step before, for order 2
+    last = len(sigmas) - 2  # only the last level may be 0
     for i in steps(range(len(sigmas) - 1), name, progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         d = prior.denoise(x, sigma)
-        if _is_zero(sigma_next):
+        if i == last and _is_zero(sigma_next):
             return d
         h = _log_ratio(sigma, sigma_next, x)
         used = d
