@@ -298,6 +298,10 @@ def recover_all(setup: Setup, config, run_dir, store, logger, started) -> dict:
     if todo and method.needs_prior:  # a run whose every image is already in the store needs no prior at all
         setup.prior  # noqa: B018  (built now, so that the settings reported name the prior built)
     described = setup.describe()
+    if cfg.resume and setup.prior_built:
+        store.remember_prior(described["prior"])
+    elif cfg.resume and method.needs_prior:  # every image resumed: report the prior that computed them
+        described["prior"] = store.remembered_prior() or described["prior"]
     unit = "images" if num_samples == 1 else "recoveries"  # a recovery: one sample of one image
     if records:
         log.info("%d of %d %s are already finished in %s; recovering %d",

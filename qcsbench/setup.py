@@ -81,6 +81,10 @@ class Setup:
             self._prior = build_prior(self.cfg, self.test_set, self.device)
         return self._prior
 
+    @property
+    def prior_built(self) -> bool:
+        return self._prior is not None
+
     def problem(self, indices) -> tuple[Problem, torch.Tensor]:
         """The measured problem for these test images and their truth, both on the device. Each
         image's measurement noise comes from its own stream, so it does not depend on the batch."""

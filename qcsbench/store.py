@@ -132,7 +132,8 @@ def result_id(key: dict, version: str | None = None) -> str:
 
 
 class ResultStore:
-    """One result id's folder: key.json and one file per finished image, images/<index>.pt.
+    """One result id's folder: key.json, prior.json (the prior that computed them) and one file per
+    finished image, images/<index>.pt.
 
     Files hold only tensors, numbers, strings and dicts of them (read with weights_only=True,
     so a crafted file cannot run code). A file that cannot be read is recomputed with a
@@ -176,6 +177,20 @@ class ResultStore:
             if folder.name != self.id and folder.is_dir():
                 out[folder.name.rsplit("-", 1)[1]] = len(list((folder / "images").glob("*.pt")))
         return out
+
+    def remember_prior(self, described: dict) -> None:
+        """Keep the built prior's description (its ladder) beside the results: a later run that
+        resumes every image builds no prior, and reports this one."""
+        if not (self.dir / "prior.json").is_file():
+            files.write_json(self.dir / "prior.json", described)
+
+    def remembered_prior(self) -> dict | None:
+        """The description ``remember_prior`` kept, or None (none kept, or unreadable)."""
+        try:
+            described = json.loads((self.dir / "prior.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return described if isinstance(described, dict) else None
 
     def save(self, record: dict) -> None:
         if not (self.dir / "key.json").is_file():

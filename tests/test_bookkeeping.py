@@ -66,6 +66,8 @@ def test_corrupt_or_crafted_store_entries_are_recomputed_with_a_warning(make_cfg
     assert again["psnr_mean"] == pytest.approx(first["psnr_mean"], abs=1e-6)
     third = run(make_cfg(*args, f"+run_dir={tmp_path / 'c'}"))  # and the store is whole again
     assert third["num_resumed"] == 2 and third["seconds"] == 0 and third["seconds_per_image"] is None
+    # it built no prior, and reports the one that computed its images (the aggregate groups by its ladder)
+    assert third["components"]["prior"] == first["components"]["prior"] and "sigma_max" in first["components"]["prior"]
 
 
 @pytest.mark.fast
