@@ -1,9 +1,13 @@
-"""The summary as tables: methods as rows, the other varying settings as columns (Markdown, LaTeX)."""
+"""The summary as tables (Markdown, LaTeX): by default methods as rows and the other varying
+settings as columns; ``Layout`` names other row and column settings (an ablation's)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
+
+from qcsbench.errors import ConfigError
 
 LOWER_IS_BETTER = {"nmse", "lpips"}
 LABELS = dict(psnr="PSNR (dB)", ssim="SSIM", nmse="NMSE", cosine="cosine similarity",
@@ -25,13 +29,45 @@ def state_of(row) -> str:
     return "diverged" if math.isnan(row["psnr_mean"]) else "ok"
 
 
-def _grid(summary: pd.DataFrame, name: str):
-    """(row labels, column labels, {(row, col): summary row}) with methods as rows and the other
-    varying settings as columns."""
-    keys = summary.attrs["settings"]
-    col_keys = [k for k in keys if k != "method"]
+@dataclass(frozen=True)
+class Layout:
+    """The settings that label a table's rows, and those that label its columns (None: every
+    other setting that varies). A varying setting named in neither joins the columns, unless the
+    named ones already fix it (a method's own step size, say, with the method a row key)."""
+
+    rows: tuple = ("method",)
+    columns: tuple | None = None
+
+    def check(self, summary: pd.DataFrame) -> None:
+        """One sentence for a named setting the runs do not have."""
+        for where, keys in (("rows", self.rows), ("columns", self.columns or ())):
+            for key in keys:
+                if key not in summary:
+                    known = ", ".join(sorted(k for k in summary.attrs["settings"]))
+                    raise ConfigError(f"--{where} {key} is not a setting of these runs: use one of {known}.")
+
+    def keys(self, summary: pd.DataFrame) -> tuple[list[str], list[str]]:
+        """(row keys, column keys) for this summary."""
+        rows = [k for k in self.rows if k in summary]
+        varying = [k for k in summary.attrs["settings"] if k not in rows]
+        if self.columns is None:
+            return rows, varying
+        named = rows + [k for k in self.columns if k not in rows]
+        return rows, named[len(rows):] + [k for k in varying if k not in named and not _fixed(summary, named, k)]
+
+
+def _fixed(summary: pd.DataFrame, named: list[str], key: str) -> bool:
+    """Whether the values of ``named`` fix ``key`` (one value of it per combination of theirs)."""
+    text = summary[[*named, key]].astype(str)
+    return bool((text.groupby(named)[key].nunique() <= 1).all())
+
+
+def _grid(summary: pd.DataFrame, name: str, layout: Layout):
+    """(row labels, column labels, {(row, col): summary row})."""
+    row_keys, col_keys = layout.keys(summary)
+    row_label = lambda r: ", ".join(str(r.get(k, "")) for k in row_keys)  # noqa: E731
     label = (lambda r: ", ".join(f"{k}={r[k]}" for k in col_keys)) if col_keys else (lambda r: "all")
-    cells = {(str(r.get("method", "")), label(r)): r for _, r in summary.iterrows()}
+    cells = {(row_label(r), label(r)): r for _, r in summary.iterrows()}
     rows = list(dict.fromkeys(k[0] for k in cells))
     cols = list(dict.fromkeys(label(r) for _, r in summary.iterrows()))
     return rows, cols, cells
@@ -88,11 +124,12 @@ def _notes(summary: pd.DataFrame) -> list[str]:
     return notes + summary.attrs.get("notes", [])
 
 
-def markdown(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+def markdown(summary: pd.DataFrame, names=("psnr", "ssim"), layout: Layout = Layout()) -> str:
     out = []
     for name in names:
-        rows, cols, cells = _grid(summary, name)
-        out += [f"### {LABELS[name]}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        rows, cols, cells = _grid(summary, name, layout)
+        head = ", ".join(layout.keys(summary)[0]) or "method"
+        out += [f"### {LABELS[name]}", "", f"| {head} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         best = {c: _best(cells, rows, c, name) for c in cols}
         for r in rows:
             out.append(f"| {r} | " + " | ".join(_cell(cells[(r, c)], name, best[c] == r, "md")
@@ -107,15 +144,16 @@ def _tex_escape(text: str) -> str:
     return text
 
 
-def latex(summary: pd.DataFrame, names=("psnr", "ssim")) -> str:
+def latex(summary: pd.DataFrame, names=("psnr", "ssim"), layout: Layout = Layout()) -> str:
     """One booktabs tabular per metric (``\\usepackage{booktabs}``)."""
     out = []
     for name in names:
-        rows, cols, cells = _grid(summary, name)
+        rows, cols, cells = _grid(summary, name, layout)
         best = {c: _best(cells, rows, c, name) for c in cols}
         out += [f"% {LABELS[name]}: " + "; ".join(_notes(summary)).replace("±", "+-"),
                 r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
-                " & ".join(["method", *map(_tex_escape, cols)]) + r" \\", r"\midrule"]
+                " & ".join([_tex_escape(", ".join(layout.keys(summary)[0]) or "method"), *map(_tex_escape, cols)])
+                + r" \\", r"\midrule"]
         for r in rows:
             out.append(" & ".join([_tex_escape(r), *(_cell(cells[(r, c)], name, best[c] == r, "tex")
                                                      if (r, c) in cells else "" for c in cols)]) + r" \\")
