@@ -8,6 +8,7 @@ import yaml
 
 from conftest import ROOT
 from qcsbench import aggregation
+from qcsbench.errors import ConfigError
 
 pytestmark = pytest.mark.fast
 
@@ -93,6 +94,26 @@ def test_tables_in_markdown_and_latex_mark_best_failed_and_diverged(sweep):
     tex = (sweep / "out" / "table.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex
     assert r"qcs\_sgm & $\mathbf{14.50 \pm 0.50}$ & $\mathbf{17.00 \pm 0.50}$ \\" in tex
+
+
+def test_a_layout_puts_named_settings_on_rows_and_columns_and_leaves_out_what_they_fix(tmp_path):
+    """An ablation: two methods x two likelihoods x two bit depths; the method fixes its step size,
+    so naming the method and the likelihood as rows and bits as columns leaves step_lr out."""
+    root = tmp_path / "ablation"
+    for i, (method, likelihood, bits) in enumerate((m, lik, b) for m in ("qcs_sgm", "dps") for lik in ("diagonal", "ep")
+                                                    for b in (1, 2)):
+        cfg = config(method, bits, 0)
+        cfg["method"]["likelihood"] = likelihood
+        write_run(root / str(i), cfg, numbers(10.0 + i, 1.0, 0.5))
+    layout = aggregation.Layout(rows=("method", "method.likelihood"), columns=("bits",))
+    table = aggregation.aggregate([root], tmp_path / "out", layout=layout)["table"]
+    assert "| method, method.likelihood | bits=1 | bits=2 |" in table
+    assert "| qcs_sgm, ep | 12.00 | 13.00 |" in table and "| dps, ep | **16.00** | **17.00** |" in table
+    assert "step_lr" not in table
+    default = aggregation.aggregate([root], tmp_path / "default")["table"]  # rows: methods; every other key: columns
+    assert "| method | bits=1, method.likelihood=diagonal |" in default
+    with pytest.raises(ConfigError, match="--columns prior is not a setting of these runs: use one of"):
+        aggregation.aggregate([root], tmp_path / "bad", layout=aggregation.Layout(columns=("prior",)))
 
 
 def test_plots_only_where_the_grid_has_points(sweep):
