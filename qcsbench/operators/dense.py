@@ -35,10 +35,11 @@ def gaussian_rows(rows: int, columns: int, g: torch.Generator):
         yield chunk, torch.randn(chunk.stop - chunk.start, columns, generator=g, dtype=torch.float64)
 
 
-def haar_orthonormal_columns(n: int, k: int, g: torch.Generator) -> torch.Tensor:
-    """An n x k matrix with orthonormal columns, Haar distributed (QR with sign fix)."""
-    q, r = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+def haar_orthonormal_columns(n: int, k: int, g: torch.Generator, work: torch.dtype = torch.float64) -> torch.Tensor:
+    """An n x k float64 matrix with orthonormal columns, Haar distributed (QR with sign fix) from a
+    float64 draw; ``work``: the dtype of the QR (float32: orthonormal to ~1e-6, in half the time)."""
+    q, r = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64).to(work))
+    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).double()
 
 
 @settings("operator", seed=SEED, max_oversampling=integer(1), dtype=choice(*STORAGE))
@@ -54,11 +55,16 @@ def gaussian(shape, m: int, seed: int = 0, max_oversampling: int = 16, dtype: st
     return with_settings(DenseOperator(a, shape, "gaussian"), **settings)
 
 
+# ill_conditioned keeps its N x M Gaussian G between its two passes up to this size (CelebA 64 at
+# M = 4000: 197 MB in float32), and draws it twice above it.
+KEEP_G_BYTES = 1 << 30
+
+
 def product_dtype(m: int, n: int) -> torch.dtype:
-    """The dtype of ill_conditioned's two M^2 N products: float32 when the N x M Gaussian G is well
-    conditioned (cond(G^T G) <= 14 for M <= N / 3, so the rows of V are orthonormal to ~1e-6 and A is
-    its float64 construction to ~1e-6 relative: measured, docs/math.md §5), else float64 (near M = N,
-    cond(G^T G) grows like N^2)."""
+    """The dtype of ill_conditioned's QR for U and its two M^2 N products: float32 when the N x M
+    Gaussian G is well conditioned (cond(G^T G) <= 14 for M <= N / 3, so the rows of V are
+    orthonormal to ~1e-6 and A is its float64 construction to ~1e-6 relative: measured,
+    docs/math.md §5), else float64 (near M = N, cond(G^T G) grows like N^2)."""
     return torch.float32 if 3 * m <= n else torch.float64
 
 
@@ -75,22 +81,27 @@ def ill_conditioned(shape, m: int, seed: int = 0, kappa: float = 1000.0) -> Dens
     n = math.prod(shape)
     check_m(m, n, n, "ill_conditioned")
     g = _generator(seed)
-    u = haar_orthonormal_columns(m, m, g)
+    work = product_dtype(m, n)
+    u = haar_orthonormal_columns(m, m, g, work)
     decay = kappa ** (-torch.arange(m, dtype=torch.float64) / m)
     d = torch.sqrt(n * decay / decay.sum())
-    work = product_dtype(m, n)
     start = g.get_state()
     gram = torch.zeros(m, m, dtype=work)
-    for _, block in gaussian_rows(n, m, g):
+    kept = [] if n * m * work.itemsize <= KEEP_G_BYTES else None  # G's chunks, so as not to draw them twice
+    for cols, block in gaussian_rows(n, m, g):
         block = block.to(work)
         gram += block.T @ block
+        if kept is not None:
+            kept.append((cols, block))
     r_t = torch.linalg.cholesky(gram.double())  # lower: G^T G = R^T R
     b = scipy.linalg.solve_triangular(r_t.numpy(), (u * d).T.numpy(), trans="T", lower=True).T  # U diag(d) R^(-T)
     b = torch.from_numpy(b).to(work)
     a = torch.empty(m, n, dtype=torch.float32)
-    g.set_state(start)  # the same G again, a chunk of its rows (columns of A) at a time
-    for cols, block in gaussian_rows(n, m, g):
-        a[:, cols] = b @ block.to(work).T
+    if kept is None:
+        g.set_state(start)  # the same G again, a chunk of its rows (columns of A) at a time
+        kept = ((cols, block.to(work)) for cols, block in gaussian_rows(n, m, g))
+    for cols, block in kept:
+        a[:, cols] = b @ block.T
     op = DenseOperator(a, shape, "ill_conditioned", known_eig=((d**2).flip(0), u.flip(1)))  # ascending, as gram_eig
     return with_settings(op, seed=seed, kappa=float(kappa))
 
