@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import OmegaConf
 
 from qcsbench.device import resolve_device
 from qcsbench.errors import ConfigError
@@ -138,3 +139,15 @@ def build(cfg) -> Setup:
 def method_names(config_dir) -> list[str]:
     """The methods a user can pick with method=NAME: the files of the config folder's method/ group."""
     return sorted(path.stem for path in (Path(config_dir) / "method").glob("*.yaml"))
+
+
+def method_target(config_dir, name: str) -> str:
+    """The class ``method=NAME`` builds, read from its YAML or, for a variant such as qcs_sgm_ep, from the
+    method its defaults list extends (without composing the whole config)."""
+    config = OmegaConf.load(Path(config_dir) / "method" / f"{name}.yaml")
+    if "_target_" in config:
+        return config._target_
+    bases = [entry for entry in config.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
+    if not bases:
+        raise ConfigError(f"configs/method/{name}.yaml names no _target_ and extends no other method")
+    return method_target(config_dir, bases[0])

@@ -29,13 +29,12 @@ from qcsbench import calibration, resolvers  # noqa: E402
 from qcsbench.cli import ScriptArguments, check_readable, composition_error, fail, one_sentence, positive  # noqa: E402
 from qcsbench.errors import ConfigError  # noqa: E402
 from qcsbench.methods.base import LearnedMethod  # noqa: E402
-from qcsbench.setup import instantiate, method_names  # noqa: E402
+from qcsbench.setup import instantiate, method_names, method_target  # noqa: E402
 from qcsbench.validate import check_group  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 METHODS = method_names(CONFIGS)
-LEARNED = [name for name in METHODS
-           if issubclass(get_class(OmegaConf.load(CONFIGS / "method" / f"{name}.yaml")._target_), LearnedMethod)]
+LEARNED = [name for name in METHODS if issubclass(get_class(method_target(CONFIGS, name)), LearnedMethod)]
 POINT_ESTIMATES = {"oneshot", "biht", "sim_dmis", "red_diff"}  # red_diff returns the mean mu of its q(x), not a draw
 
 

@@ -17,7 +17,8 @@ from qcsbench.runner import run
 
 COMPOSITION = [
     (["method=foo"], "method=foo is not an option of method: use one of ald, biht, daps, diff_onebit, diffpir, dps, idm, "
-                     "oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_plus, red_diff, restoregrad, sim_dmis."),
+                     "oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_ep, qcs_sgm_plus, qcs_sgm_plus_diagonal, red_diff, "
+                     "restoregrad, sim_dmis."),
     (["+experiment=foo"], "experiment=foo is not an option of experiment: use one of onebit_ffhq256_table,"),
     (["method=dps", "method.foo=1"], "method.foo is not a setting of method=dps: use one of name, num_levels,"),
     (["foo=1"], "foo is not a setting of the config: use one of dataset, prior,"),
@@ -58,7 +59,8 @@ def test_a_current_folder_nothing_can_be_written_in_stops_before_hydra_makes_the
 @pytest.mark.e2e
 @pytest.mark.parametrize("args,line", [
     (["method=foo"], "error: method=foo is not an option of method: use one of ald, biht, daps, diff_onebit, diffpir, "
-                     "dps, idm, oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_plus, red_diff, restoregrad, sim_dmis."),
+                     "dps, idm, oneshot, pnp_dm, pnp_onebit, qcs_sgm, qcs_sgm_ep, qcs_sgm_plus, qcs_sgm_plus_diagonal, "
+                     "red_diff, restoregrad, sim_dmis."),
     (["-m", "method.gamma=1,2", "+method.foo=1,2", "method=qcs_sgm,dps"], "error: method.gamma is not a setting of method"),
 ])
 def test_on_the_command_line_one_line_exit_code_2(tmp_path, args, line):
