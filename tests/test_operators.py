@@ -114,6 +114,36 @@ def test_a_computed_eigendecomposition_is_torch_s_to_float64_rounding():
     assert torch.allclose((u * u_torch).sum(0).abs(), torch.ones(40, dtype=torch.float64), atol=1e-10)
 
 
+
+def test_a_large_float32_operator_is_decomposed_in_float32_when_well_conditioned(monkeypatch):
+    """Above FLOAT32_EIG_MIN_M rows a float32 A A^T is decomposed in float32: the functions of A A^T that
+    EP applies stay within float32's own error of the float64 decomposition; an ill-conditioned one
+    (where float32's eigenvalues would be off by eps32 * cond) is decomposed again in float64."""
+    monkeypatch.setattr(base, "FLOAT32_EIG_MIN_M", 32)
+    seen = []
+    solve = base.symmetric_eig
+    monkeypatch.setattr(base, "symmetric_eig", lambda gram: seen.append(gram.dtype) or solve(gram))
+    op = gaussian((1, 16, 16), 64, seed=3)
+    d, u = op.gram_eig()
+    a64 = op.matrix().double()
+    d64, u64 = torch.linalg.eigh(a64 @ a64.T)
+    assert seen == [torch.float32] and d.dtype == u.dtype == torch.float32
+    assert float(((d.double() - d64) / d64).abs().max()) < 1e-5
+    h = torch.randn(3, 64, dtype=torch.float64)
+    for f in (lambda x: 1 / (1 + x), lambda x: x / (0.01 + x)):
+        exact = h @ (u64 * f(d64)) @ u64.T
+        ours = h @ (u.double() * f(d.double())) @ u.double().T
+        assert float((ours - exact).norm() / exact.norm()) < 1e-5
+
+    seen.clear()
+    scales = torch.logspace(0, -3, 64, dtype=torch.float64)  # singular values over 3 decades: cond 1e6
+    q, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+    steep = dense.DenseOperator((scales[:, None] * q @ torch.randn(64, 256, dtype=torch.float64)).float(), (1, 16, 16))
+    d, _ = steep.gram_eig()
+    a64 = steep.matrix().double()
+    assert seen == [torch.float32, torch.float64]
+    assert float(((d.double() - torch.linalg.eigvalsh(a64 @ a64.T)) / d.double()).abs().max()) < 1e-5
+
 def test_correlated_is_the_ar1_cholesky_factor_around_a_gaussian_matrix():
     """A = L_M H L_N^T / sqrt(M) with L the Cholesky factor of rho^|i-j| (numpy's), H the seed's N(0, 1) draw."""
     m, rho = 16, 0.4

@@ -19,8 +19,9 @@ from qcsbench.files import save_tensors
 log = logging.getLogger(__name__)
 
 # Bump when an operator's draw, the eigensolver or this file's layout changes: older files then no
-# longer match (2: scipy's divide and conquer instead of torch.linalg.eigh, equal to rounding).
-FORMAT = 2
+# longer match (2: scipy's divide and conquer instead of torch.linalg.eigh, equal to rounding; 3: float32
+# for well-conditioned float32 operators with M >= 2048, base.FLOAT32_EIG_MIN_M).
+FORMAT = 3
 
 
 def cache_path(cache_dir, key: dict) -> Path:
