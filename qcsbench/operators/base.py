@@ -20,7 +20,7 @@ CHUNK_BYTES = 64 << 20
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 PRODUCT_CHUNK_BYTES = 1 << 30
 # A float32 operator with at least this many rows has A A^T decomposed in float32 (half the time of
-# float64 on the CPU: 3.2 s against 6.8 s at M = 4,000 on two cores) when the result's condition
+# float64 on the CPU: about 3 s against 7.5 s at M = 4,000 on two cores) when the result's condition
 # number is at most FLOAT32_EIG_MAX_COND, which bounds every eigenvalue's relative error near
 # eps32 * cond (1e-4); a worse-conditioned A A^T is decomposed again in float64 (docs/math.md §5).
 FLOAT32_EIG_MIN_M = 2048
