@@ -171,6 +171,25 @@ def test_settings_are_the_ones_the_components_reported(tmp_path):
     assert row["bits"] is None and row["m"] == 200
 
 
+def test_a_failed_run_is_counted_in_the_cell_of_its_setting_not_one_of_its_own(tmp_path):
+    """A failed run reports no components, so its config names what it would have built
+    (UniformQuantizer, not the "uniform" a finished run reports): it takes the names of a finished
+    run made from the same config but its seed, keeps its own seed, and marks that cell (‡)."""
+    components = {"quantizer": {"name": "uniform", "bits": 1, "noise_std": 0.05},
+                  "operator": {"name": "gaussian", "m": 200, "seed": 0}}
+    write_run(tmp_path / "s" / "0", config("qcs_sgm", 1, 0), dict(numbers(14.0, 1.0, 0.4), components=components))
+    write_run(tmp_path / "s" / "1", config("qcs_sgm", 1, 1), None)  # stopped before metrics.json
+    write_run(tmp_path / "s" / "2", config("qcs_sgm", 2, 1), None)  # no finished run of its config
+    runs = aggregation.find_runs([tmp_path / "s"]).set_index("run")
+    borrowed, alone = runs.loc[str((tmp_path / "s" / "1").resolve())], runs.loc[str((tmp_path / "s" / "2").resolve())]
+    assert borrowed["quantizer"] == "uniform" and borrowed["status"] == "failed" and borrowed["seed"] == 1
+    assert alone["quantizer"] == "UniformQuantizer"  # nothing to borrow from: its config's names
+    result = aggregation.aggregate([tmp_path / "s"], tmp_path / "out")
+    row = cell(result, bits=1)
+    assert row["runs"] == 2 and row["failed"] == 1
+    assert "14.00‡" in result["table"]
+
+
 # ---------------------------------------------------------------- damaged, repeated and foreign sweeps
 
 def finished(method, bits, seed, psnr, version="v1", result_id=None):

@@ -19,10 +19,9 @@ import math
 
 import pandas as pd
 
-from qcsbench.aggregation.runs import COSTS, QUALITY, SAMPLED
+from qcsbench.aggregation.runs import COSTS, QUALITY, SAMPLED, SEEDS
 from qcsbench.errors import ConfigError
 
-SEEDS = ("seed", "operator.seed")
 FIRST = ("method", "bits", "m", "noise_std")  # the order settings are shown in
 BOOKKEEPING = ("result_id", "code_version", "image_fingerprint", "problem", "repeat_of")  # per-run columns that are not settings
 

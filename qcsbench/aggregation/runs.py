@@ -32,6 +32,7 @@ QUALITY = tuple(metrics.ALL_NAMES)  # psnr, ssim, nmse, cosine, psnr_scaled, lpi
 # A run with several samples per image adds the samples' own metrics (psnr_single, ...) and spread.
 SAMPLED = spread.NAMES
 COSTS = ("nfe", "seconds_per_image", "num_diverged", "num_resumed", "seconds")
+SEEDS = ("seed", "operator.seed")  # what the runs of one setting differ in (averaged over)
 # Pure functions of their arguments or of the config itself: resolved when reading a config.
 SAFE_RESOLVERS = {"div", "oc.select"}
 RESOLVER_CALL = re.compile(r"\$\{\s*([^\s:}${]+)\s*:")
@@ -103,14 +104,19 @@ def checked_numbers(numbers) -> tuple[dict | None, str | None]:
     return numbers, None
 
 
-def run_row(config: dict, numbers: dict | None, where: str, problem: str | None = None) -> dict:
+def run_row(config: dict, numbers: dict | None, where: str, problem: str | None = None,
+            borrowed: dict | None = None) -> dict:
     """One run: its settings, ``status`` (finished / failed), its numbers (None when failed), its
-    result id and code version, and ``problem``: why a run that left files is failed."""
+    result id and code version, and ``problem``: why a run that left files is failed. ``borrowed``:
+    the components a finished run of the same config reported, for a run that reports none."""
     numbers, bad = checked_numbers(numbers)
     problem = problem or bad
     if problem:
         numbers = None
-    row = settings_of(as_run(config, (numbers or {}).get("components")))
+    row = settings_of(as_run(config, (numbers or {}).get("components") or borrowed))
+    if borrowed and numbers is None:
+        own = settings_of(config)
+        row.update({k: own[k] for k in SEEDS if k in own})  # the seeds are the run's own
     row["run"] = where
     row["status"] = "finished" if numbers is not None else "failed"
     numbers = numbers or {}
@@ -184,8 +190,30 @@ def experiment_of(job: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def read_run(job: Path) -> dict:
-    """One run folder as a row; what cannot be read makes it a failed run that says why."""
+def config_key(config: dict) -> str:
+    """The settings a config asks for, less its seeds: equal for the runs of one setting."""
+    own = {k: v for k, v in settings_of(config).items() if k not in SEEDS}
+    return json.dumps(own, sort_keys=True, default=str)
+
+
+def rows_of(runs) -> list[dict]:
+    """``run_row`` for each (config, numbers, where, problem). A run that failed reports no
+    components (what was built, under the names the finished runs report: ``mnist-test``, not the
+    config's ``embedded_mnist``), so it would sit in a cell of its own; it borrows those of a finished
+    run made from the same config but for its seeds, and is counted (‡) in its setting's cell."""
+    runs = list(runs)
+    described = {}
+    for config, numbers, _, problem in runs:
+        components = (numbers or {}).get("components") if isinstance(numbers, dict) else None
+        if not problem and isinstance(components, dict) and checked_numbers(numbers)[1] is None:
+            described.setdefault(config_key(config), components)
+    return [run_row(config, numbers, where, problem, described.get(config_key(config)))
+            for config, numbers, where, problem in runs]
+
+
+def read_run(job: Path) -> tuple[dict, dict | None, str, str | None]:
+    """One run folder as (config, numbers, where, problem); what cannot be read makes it a failed
+    run that says why."""
     try:
         config, problem = load_config(job), None
     except ValueError as err:
@@ -199,13 +227,13 @@ def read_run(job: Path) -> dict:
             numbers = json.loads((job / "metrics.json").read_text())
         except (OSError, UnicodeDecodeError, ValueError) as err:
             problem = problem or f"metrics.json cannot be read ({first_line(err)})"
-    return run_row(config, numbers, str(job), problem)
+    return config, numbers, str(job), problem
 
 
 def find_runs(folders) -> pd.DataFrame:
     """Every Hydra job under ``folders`` (a folder holding ``.hydra/``), one row each; a job
     reached twice (the same folder given twice, a link) is read once (``attrs["notes"]`` says so)."""
-    rows, seen, repeated = [], set(), 0
+    runs, seen, repeated = [], set(), 0
     for folder in folders:
         if not Path(folder).is_dir():
             raise ConfigError(f"{folder} is not a folder: give the sweep folders that hold the runs.")
@@ -215,8 +243,8 @@ def find_runs(folders) -> pd.DataFrame:
                 repeated += 1
                 continue
             seen.add(job)
-            rows.append(read_run(job))
-    frame = pd.DataFrame(rows)
+            runs.append(read_run(job))
+    frame = pd.DataFrame(rows_of(runs))
     frame.attrs["notes"] = [f"{repeated} run folders were reached twice and read once"] if repeated else []
     return frame
 
@@ -228,14 +256,17 @@ def from_wandb(path: str, group: str | None = None, api=None) -> pd.DataFrame:
         import wandb
 
         api = wandb.Api()
-    rows = []
+    runs = []
     for run in api.runs(path, filters={"group": group} if group else {}):
         summary = dict(run.summary)
         finished = run.state == "finished" and summary.get("nfe") is not None  # the runner logs nfe last-but-always
         config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}  # W&B's own _wandb entry
-        config = as_run(config, config.pop("described", None))
+        described = config.pop("described", None)
         config.pop("result_id", None)
-        rows.append(run_row(config, summary if finished else None, run.url))
-    frame = pd.DataFrame(rows)
+        if finished:
+            runs.append((config, dict(summary, components=described) if described else summary, run.url, None))
+        else:  # a run that failed after building reported what it built
+            runs.append((as_run(config, described), None, run.url, None))
+    frame = pd.DataFrame(rows_of(runs))
     frame.attrs["notes"] = []
     return frame
