@@ -286,8 +286,8 @@ class DenseOperator(Operator):
         return out
 
     def gram_matrix_float32(self):
-        """A A^T from float32 products of blocks of columns, the blocks summed in float64 (entries
-        within 2.2e-7 of the largest, float64, entry at CelebA size)."""
+        """A A^T from float32 products of blocks of columns, the blocks summed in float64 (at CelebA
+        size every entry is within 2.2e-7 of the largest entry of the float64 product)."""
         out = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.a.device)
         for cols in row_chunks(self.n, self.m, 4):
             block = self.a[:, cols].to(torch.float32)
