@@ -279,20 +279,20 @@ class DenseOperator(Operator):
 
     def gram_matrix(self):
         """A A^T in float64 from blocks of columns (exact products of the stored entries)."""
-        out = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.a.device)
-        for cols in row_chunks(self.n, self.m):
-            block = self.a[:, cols].double()
-            out += block @ block.T
-        return out
+        return self._gram_by_blocks(torch.float64)
 
     def gram_matrix_float32(self):
         """A A^T from float32 products of blocks of columns, the blocks summed in float64 (at CelebA
         size every entry is within 2.2e-7 of the largest entry of the float64 product)."""
+        return self._gram_by_blocks(torch.float32).float()
+
+    def _gram_by_blocks(self, dtype):
+        """The sum over blocks of columns of A of block block^T, each product in ``dtype``, in float64."""
         out = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.a.device)
-        for cols in row_chunks(self.n, self.m, 4):
-            block = self.a[:, cols].to(torch.float32)
+        for cols in row_chunks(self.n, self.m, dtype.itemsize):
+            block = self.a[:, cols].to(dtype)
             out += block @ block.T
-        return out.float()
+        return out
 
     def to(self, device=None, dtype=None):
         """The same matrix on ``device``, copied a chunk of rows at a time into a preallocated
