@@ -202,13 +202,14 @@ def rows_of(runs) -> list[dict]:
     config's ``embedded_mnist``), so it would sit in a cell of its own; it borrows those of a finished
     run made from the same config but for its seeds, and is counted (‡) in its setting's cell."""
     runs = list(runs)
+    rows = [run_row(*run) for run in runs]
+    keys = [config_key(config) for config, *_ in runs]
     described = {}
-    for config, numbers, _, problem in runs:
-        components = (numbers or {}).get("components") if isinstance(numbers, dict) else None
-        if not problem and isinstance(components, dict) and checked_numbers(numbers)[1] is None:
-            described.setdefault(config_key(config), components)
-    return [run_row(config, numbers, where, problem, described.get(config_key(config)))
-            for config, numbers, where, problem in runs]
+    for key, row, (_, numbers, _, _) in zip(keys, rows, runs):
+        if row["status"] == "finished" and numbers.get("components"):
+            described.setdefault(key, numbers["components"])
+    return [run_row(*run, described[key]) if row["status"] == "failed" and key in described else row
+            for key, row, run in zip(keys, rows, runs)]
 
 
 def read_run(job: Path) -> tuple[dict, dict | None, str, str | None]:
