@@ -114,7 +114,6 @@ def test_a_computed_eigendecomposition_is_torch_s_to_float64_rounding():
     assert torch.allclose((u * u_torch).sum(0).abs(), torch.ones(40, dtype=torch.float64), atol=1e-10)
 
 
-
 def test_a_large_float32_operator_is_decomposed_in_float32_when_well_conditioned(monkeypatch):
     """Above FLOAT32_EIG_MIN_M rows a float32 A A^T is decomposed in float32: the functions of A A^T that
     EP applies stay within float32's own error of the float64 decomposition; an ill-conditioned one
@@ -143,6 +142,7 @@ def test_a_large_float32_operator_is_decomposed_in_float32_when_well_conditioned
     a64 = steep.matrix().double()
     assert seen == [torch.float32, torch.float64]
     assert float(((d.double() - torch.linalg.eigvalsh(a64 @ a64.T)) / d.double()).abs().max()) < 1e-5
+
 
 def test_correlated_is_the_ar1_cholesky_factor_around_a_gaussian_matrix():
     """A = L_M H L_N^T / sqrt(M) with L the Cholesky factor of rho^|i-j| (numpy's), H the seed's N(0, 1) draw."""
